@@ -1,0 +1,79 @@
+import * as http from 'node:http';
+
+/** What the admin endpoint serves; the gateway supplies each piece. */
+export interface AdminHandlers {
+  metrics(): Promise<{ contentType: string; body: string }>;
+  /** Live (`/healthz`): the process serves. */
+  healthy(): boolean;
+  /** Ready (`/readyz`): accepting new connections; false while draining. */
+  ready(): boolean;
+  status(): unknown;
+  /** `POST /reload`; absent when reloads are not supported. */
+  reload?(): Promise<{ ok: boolean; message: string }>;
+}
+
+/** Request bodies are never needed; anything larger is refused. */
+const MAX_BODY_BYTES = 1024;
+
+function send(res: http.ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+/**
+ * The admin HTTP server: `/metrics`, `/healthz`, `/readyz`, `/status`, `POST /reload`.
+ * Hardened against garbage: small header limit, request and header timeouts, no bodies.
+ */
+export function createAdminServer(h: AdminHandlers): http.Server {
+  const server = http.createServer({ maxHeaderSize: 8192, requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 5_000 }, onRequest);
+  server.on('clientError', onClientError);
+  server.maxRequestsPerSocket = 1000;
+
+  function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    res.on('error', noop);
+    req.on('error', noop);
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_BODY_BYTES || req.headers['transfer-encoding'] !== undefined) {
+      res.setHeader('connection', 'close');
+      return send(res, 413, 'request body too large\n');
+    }
+    req.resume();
+    const path = (req.url ?? '/').split('?')[0];
+    const method = req.method ?? 'GET';
+    const get = method === 'GET' || method === 'HEAD';
+    if (path === '/metrics' && get) {
+      h.metrics().then(
+        (m) => send(res, 200, m.body, m.contentType),
+        (err: Error) => send(res, 500, `metrics failed: ${err.message}\n`),
+      );
+    } else if (path === '/healthz' && get) {
+      send(res, h.healthy() ? 200 : 503, h.healthy() ? 'ok\n' : 'unhealthy\n');
+    } else if (path === '/readyz' && get) {
+      const ready = h.ready();
+      send(res, ready ? 200 : 503, ready ? 'ready\n' : 'draining\n');
+    } else if (path === '/status' && get) {
+      send(res, 200, JSON.stringify(h.status()), 'application/json');
+    } else if (path === '/reload' && method === 'POST' && h.reload) {
+      h.reload().then(
+        (r) => send(res, r.ok ? 200 : 422, r.message + '\n'),
+        (err: Error) => send(res, 500, `reload failed: ${err.message}\n`),
+      );
+    } else if (['/metrics', '/healthz', '/readyz', '/status', '/reload'].includes(path)) {
+      send(res, 405, 'method not allowed\n');
+    } else {
+      send(res, 404, 'not found\n');
+    }
+  }
+  return server;
+}
+
+function onClientError(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+  if (!socket.writable || err.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+}
+
+function noop(): void {}

@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+import * as http from 'node:http';
+import { loadConfigFile } from './config/load';
+import type { GatewayConfig } from './config/types';
+import { ConfigError, MapgateError } from './errors';
+import { createGateway } from './gateway';
+import { VERSION } from './version';
+
+const USAGE = `mapgate ${VERSION}: TCP mapping gateway
+
+Usage:
+  mapgate [run] [-c FILE]     run the gateway (default command)
+  mapgate check [-c FILE]     validate the config: a one-line summary, or every error and exit 1
+  mapgate reload [-c FILE]    make the running gateway reload its config (POST /reload on its admin endpoint)
+  mapgate status [-c FILE]    print the running gateway's open connections as a table
+  mapgate --help | --version
+
+Options:
+  -c, --config FILE   config file (default: $MAPGATE_CONFIG, else ./mappings.yaml)
+
+Exit codes: 0 ok, 1 invalid config or the command failed, 2 bad usage.`;
+
+interface Args { command: string; config: string }
+
+function parseArgs(argv: string[]): Args | number {
+  let command = 'run';
+  let config = process.env.MAPGATE_CONFIG || 'mappings.yaml';
+  let sawCommand = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '-h' || a === '--help' || a === 'help') {
+      process.stdout.write(USAGE + '\n');
+      return 0;
+    }
+    if (a === '-v' || a === '--version' || a === 'version') {
+      process.stdout.write(VERSION + '\n');
+      return 0;
+    }
+    if (a === '-c' || a === '--config') {
+      const v = argv[++i];
+      if (v === undefined) return usage(`${a} needs a file`);
+      config = v;
+    } else if (a.startsWith('--config=')) {
+      config = a.slice('--config='.length);
+    } else if (!sawCommand && ['run', 'check', 'reload', 'status'].includes(a)) {
+      command = a;
+      sawCommand = true;
+    } else {
+      return usage(`unknown argument: ${a}`);
+    }
+  }
+  return { command, config };
+}
+
+function usage(message: string): number {
+  process.stderr.write(`mapgate: ${message}\n\n${USAGE}\n`);
+  return 2;
+}
+
+/** Loads the config or prints every problem; null means exit 1. */
+function load(file: string): GatewayConfig | null {
+  try {
+    return loadConfigFile(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(err.message + '\n');
+      process.stderr.write(`mapgate: ${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} in ${file}\n`);
+      return null;
+    }
+    throw err;
+  }
+}
+
+function summary(c: GatewayConfig): string {
+  const ports = c.services.reduce((n, s) => n + 1 + s.intercept.length, 0);
+  const admin = c.admin ? `admin ${c.admin.host}:${c.admin.port}` : 'admin off';
+  return `${c.file}: ok: ${c.services.length} service${c.services.length === 1 ? '' : 's'}, ${ports} port${ports === 1 ? '' : 's'}, ${c.users.length} user${c.users.length === 1 ? '' : 's'}, ${admin}`;
+}
+
+function logLine(record: object): void {
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
+}
+
+async function run(file: string): Promise<number> {
+  const config = load(file);
+  if (!config) return 1;
+  const gateway = createGateway(config);
+  gateway.on('log', logLine);
+  try {
+    await gateway.start();
+  } catch (err) {
+    process.stderr.write(`mapgate: ${(err as Error).message}\n`);
+    return 1;
+  }
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        logLine({ level: 'warn', msg: 'second signal: closing every connection now', signal });
+        void gateway.destroy();
+        return;
+      }
+      stopping = true;
+      logLine({ level: 'info', msg: 'shutting down', signal, graceMs: config.shutdownGraceMs });
+      gateway.close().then(() => {
+        logLine({ level: 'info', msg: 'stopped' });
+        resolve(0);
+      }, () => resolve(1));
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+function adminRequest(config: GatewayConfig, method: string, path: string): Promise<{ status: number; body: string }> {
+  if (!config.admin) return Promise.reject(new MapgateError('MAPGATE_ERR_NO_ADMIN', 'admin.listen is off: no admin endpoint to talk to'));
+  const { host, port } = config.admin;
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host, port, method, path, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new MapgateError('MAPGATE_ERR_TIMEOUT', `no answer from ${host}:${port}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+interface StatusConnection { id: string; service: string; client: string; user: string | null; destination: string | null; seconds: number; bytesFromClient: number; bytesToClient: number }
+interface StatusBody { services: Array<{ name: string; active: number; maxConnections: number; listeners: Array<{ address: string }> }>; connections: StatusConnection[] }
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+async function status(file: string): Promise<number> {
+  const config = load(file);
+  if (!config) return 1;
+  const res = await adminRequest(config, 'GET', '/status');
+  if (res.status !== 200) throw new MapgateError('MAPGATE_ERR_ADMIN', `admin endpoint answered ${res.status}`);
+  const s = JSON.parse(res.body) as StatusBody;
+  process.stdout.write(table([['SERVICE', 'ACTIVE', 'MAX', 'LISTENERS'], ...s.services.map((v) => [v.name, String(v.active), String(v.maxConnections), v.listeners.map((l) => l.address).join(' ')])]));
+  process.stdout.write('\n');
+  process.stdout.write(table([['ID', 'SERVICE', 'CLIENT', 'USER', 'DESTINATION', 'SECONDS', 'FROM_CLIENT', 'TO_CLIENT'],
+    ...s.connections.map((c) => [c.id, c.service, c.client, c.user ?? '-', c.destination ?? '-', c.seconds.toFixed(1), String(c.bytesFromClient), String(c.bytesToClient)])]));
+  return 0;
+}
+
+async function reload(file: string): Promise<number> {
+  const config = load(file);
+  if (!config) return 1;
+  const res = await adminRequest(config, 'POST', '/reload');
+  process.stdout.write(res.body);
+  return res.status === 200 ? 0 : 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  if (typeof args === 'number') return args;
+  switch (args.command) {
+    case 'check': {
+      const config = load(args.config);
+      if (!config) return 1;
+      process.stdout.write(summary(config) + '\n');
+      return 0;
+    }
+    case 'status': return status(args.config);
+    case 'reload': return reload(args.config);
+    default: return run(args.config);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  // Exit explicitly: a lingering keep-alive socket or timer must not hold a stopped gateway up.
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`mapgate: ${err.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,167 @@
+import type { Socket } from 'node:net';
+import type { ServiceConfig, User } from './config/types';
+import { hostPortLabel } from './config/parse-values';
+import type { ClientConnectEvent, ClientDisconnectEvent, DisconnectReason } from './events/events';
+import type { LiveBytes, ServiceMetrics } from './metrics/metrics';
+import { Relay, type RelayResult } from './relay/relay';
+import { parseClientAddress } from './route/cidr';
+import { route } from './route/route';
+import { Dial, type DialFailure, type DialSuccess, type TlsSessionCache } from './upstream/dial';
+
+/** A service as connections see it: its config at accept time, its counters and metrics. */
+export interface ServiceState {
+  readonly config: ServiceConfig;
+  readonly metrics: ServiceMetrics;
+  active: number;
+}
+
+/** What a connection needs from the gateway that owns it. */
+export interface ConnectionHost {
+  readonly users: readonly User[];
+  readonly sessions: TlsSessionCache;
+  readonly open: Set<Connection>;
+  countBytes(c: Connection): void;
+  connected(e: ClientConnectEvent): void;
+  disconnected(e: ClientDisconnectEvent): void;
+}
+
+let nextId = 0;
+const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
+
+/**
+ * One client connection: limit check, routing, upstream dial, relay, and exactly one
+ * ClientDisconnect for its ClientConnect. Every path out goes through `finish()`.
+ */
+export class Connection implements LiveBytes {
+  readonly id = `${ID_PREFIX}-${(++nextId).toString(36)}`;
+  readonly service: string;
+  readonly since = Date.now();
+  countedFromClient = 0;
+  countedToClient = 0;
+  private connectEvent: ClientConnectEvent | null = null;
+  private dial: Dial | null = null;
+  private relay: Relay | null = null;
+  private served: DialSuccess | null = null;
+  private finished = false;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly listener: string,
+    private readonly svc: ServiceState,
+    private readonly host: ConnectionHost,
+  ) {
+    this.service = svc.config.name;
+    socket.on('error', this.onClientEarlyError);
+  }
+
+  bytesFromClient(): number { return this.socket.bytesRead; }
+  bytesToClient(): number { return this.socket.bytesWritten; }
+
+  /** The client's `address:port`. */
+  get client(): string { return this.connectEvent?.client ?? ''; }
+  get user(): string | null { return this.connectEvent?.user ?? null; }
+  get destination(): string | null { return this.served?.destination.label ?? this.connectEvent?.destination ?? null; }
+  get state(): 'connecting' | 'relaying' | 'closed' { return this.finished ? 'closed' : this.relay ? 'relaying' : 'connecting'; }
+
+  start(): void {
+    const { socket, svc } = this;
+    const address = socket.remoteAddress;
+    if (address === undefined) {
+      // Reset before we looked: nothing to route, nothing to report.
+      socket.destroy();
+      return;
+    }
+    const client = hostPortLabel(address, socket.remotePort ?? 0);
+    const r = route(svc.config, this.host.users, parseClientAddress(address));
+    const first = r.action === 'forward' ? r.destinations[0] : null;
+    this.connectEvent = {
+      event: 'ClientConnect', id: this.id, service: this.service, listener: this.listener, client,
+      user: r.user, destination: first?.label ?? null, tls: first?.tls != null, time: new Date(this.since).toISOString(),
+    };
+    if (svc.active >= svc.config.maxConnections) return this.refuse('limit');
+    if (r.action === 'reject') return this.refuse(r.reason);
+
+    svc.active++;
+    svc.metrics.active.inc();
+    this.host.open.add(this);
+    this.host.connected(this.connectEvent);
+    socket.once('close', this.onClientEarlyClose);
+    this.dial = new Dial(r.destinations, svc.config.connectTimeoutMs, this.host.sessions, this);
+  }
+
+  /** Ends the connection now (shutdown, drain deadline). */
+  abort(reason: DisconnectReason): void {
+    if (this.finished) return;
+    if (this.relay) return this.relay.abort(reason);
+    this.dial?.cancel();
+    this.socket.destroy();
+    this.finish(reason, null);
+  }
+
+  onFailure(failure: DialFailure): void {
+    this.svc.metrics.connectFailure(failure.code);
+  }
+
+  onDone(ok: DialSuccess | null, failure: DialFailure | null): void {
+    this.dial = null;
+    const { socket } = this;
+    if (!ok) {
+      socket.destroy();
+      return this.finish(failure?.kind ?? 'connect-failed', failure?.code ?? null);
+    }
+    this.served = ok;
+    this.svc.metrics.connectSeconds.observe(ok.connectSeconds);
+    socket.off('error', this.onClientEarlyError);
+    socket.off('close', this.onClientEarlyClose);
+    if (socket.destroyed) {
+      ok.socket.destroy();
+      return this.finish('client-closed', null);
+    }
+    this.relay = new Relay(socket, ok.socket, this.svc.config.idleTimeoutMs, this.onRelayDone);
+  }
+
+  private refuse(reason: 'limit' | 'rejected' | 'no-route'): void {
+    const e = this.connectEvent!;
+    this.finished = true;
+    this.socket.destroy();
+    this.svc.metrics.rejected(reason);
+    this.svc.metrics.outcome(reason);
+    this.host.connected(e);
+    this.host.disconnected({
+      ...e, event: 'ClientDisconnect', bytesFromClient: 0, bytesToClient: 0, durationMs: Date.now() - this.since,
+      reason, error: null, destinationIndex: null,
+    });
+  }
+
+  private readonly onRelayDone = (result: RelayResult): void => {
+    this.finish(result.end as DisconnectReason, result.error);
+  };
+
+  private readonly onClientEarlyError = (): void => {
+    // Errors after the relay starts are the relay's; before, the close handler below ends us.
+  };
+
+  private readonly onClientEarlyClose = (): void => {
+    if (this.relay || this.finished) return;
+    this.dial?.cancel();
+    this.finish('client-closed', null);
+  };
+
+  private finish(reason: DisconnectReason, error: string | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    const { svc, host } = this;
+    svc.active--;
+    svc.metrics.active.dec();
+    host.open.delete(this);
+    host.countBytes(this);
+    svc.metrics.outcome(reason);
+    const durationMs = Date.now() - this.since;
+    svc.metrics.durationSeconds.observe(durationMs / 1000);
+    host.disconnected({
+      ...this.connectEvent!, event: 'ClientDisconnect', destination: this.destination,
+      bytesFromClient: this.socket.bytesRead, bytesToClient: this.socket.bytesWritten, durationMs, reason, error,
+      destinationIndex: this.served?.index ?? null,
+    });
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Every error mapgate raises: one base class with a stable `code`, and coded subclasses.
+ * Callers branch on `code` or `instanceof`, never on a message.
+ */
+export class MapgateError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** One problem in a config file, located at `file:line:col`. */
+export interface ConfigProblem {
+  file: string;
+  line: number;
+  col: number;
+  /** Dotted path into the document, e.g. `services[0].port`; `(root)` for the document itself. */
+  path: string;
+  message: string;
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  return `${p.file}:${p.line}:${p.col}: ${p.path}: ${p.message}`;
+}
+
+/** A config file that cannot be used. Carries every problem found, not just the first. */
+export class ConfigError extends MapgateError {
+  readonly problems: readonly ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    super('MAPGATE_ERR_CONFIG', problems.map(formatProblem).join('\n'));
+    this.problems = problems;
+  }
+  get file(): string { return this.problems[0]?.file ?? ''; }
+  get line(): number { return this.problems[0]?.line ?? 0; }
+  get col(): number { return this.problems[0]?.col ?? 0; }
+  get path(): string { return this.problems[0]?.path ?? ''; }
+}
+
+/** A listener that could not bind. Names the service, address and port. */
+export class BindError extends MapgateError {
+  readonly service: string;
+  readonly address: string;
+  readonly port: number;
+  constructor(service: string, address: string, port: number, cause: NodeJS.ErrnoException) {
+    const where = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+    super('MAPGATE_ERR_BIND',
+      `service "${service}": cannot listen on ${where}: ${cause.code ?? 'error'} (${cause.message})`,
+      { cause });
+    this.service = service;
+    this.address = address;
+    this.port = port;
+  }
+}
+
+export class ConnectTimeoutError extends MapgateError {
+  constructor(destination: string, ms: number) {
+    super('MAPGATE_ERR_CONNECT_TIMEOUT', `connect to ${destination} timed out after ${ms} ms`);
+  }
+}
+
+export class IdleTimeoutError extends MapgateError {
+  constructor(ms: number) {
+    super('MAPGATE_ERR_IDLE_TIMEOUT', `no traffic for ${ms} ms`);
+  }
+}

@@ -1,0 +1,63 @@
+/** Why a connection ended. */
+export type DisconnectReason =
+  | 'client-closed'
+  | 'upstream-closed'
+  | 'connect-failed'
+  | 'connect-timeout'
+  | 'idle-timeout'
+  | 'tls-failed'
+  | 'rejected'
+  | 'limit'
+  | 'no-route'
+  | 'shutdown';
+
+export const DISCONNECT_REASONS: readonly DisconnectReason[] = [
+  'client-closed', 'upstream-closed', 'connect-failed', 'connect-timeout', 'idle-timeout',
+  'tls-failed', 'rejected', 'limit', 'no-route', 'shutdown',
+];
+
+/** Raised when a client connects, once its route is known, before the upstream is dialled. */
+export interface ClientConnectEvent {
+  readonly event: 'ClientConnect';
+  /** Unique within this gateway process. */
+  readonly id: string;
+  readonly service: string;
+  /** The gateway address:port the client connected to. */
+  readonly listener: string;
+  /** The client's address:port. */
+  readonly client: string;
+  /** The user recognised by source address, or null. */
+  readonly user: string | null;
+  /** host:port of the destination chosen (the first candidate), or null when rejected. */
+  readonly destination: string | null;
+  /** Whether the upstream leg is TLS. */
+  readonly tls: boolean;
+  /** ISO-8601 time the client connected. */
+  readonly time: string;
+}
+
+/** Raised exactly once for every ClientConnect, when both legs are closed. */
+export interface ClientDisconnectEvent extends Omit<ClientConnectEvent, 'event'> {
+  readonly event: 'ClientDisconnect';
+  readonly bytesFromClient: number;
+  readonly bytesToClient: number;
+  readonly durationMs: number;
+  readonly reason: DisconnectReason;
+  /** Error code behind the reason (`ECONNREFUSED`, `CERT_HAS_EXPIRED`, ...), or null. */
+  readonly error: string | null;
+  /** Index of the failover destination that served (0 = first), or null if none did. */
+  readonly destinationIndex: number | null;
+}
+
+export interface GatewayEvents {
+  ClientConnect: [ClientConnectEvent];
+  ClientDisconnect: [ClientDisconnectEvent];
+  /** Operational messages: bind results, reloads, accept errors. */
+  log: [LogRecord];
+}
+
+export interface LogRecord {
+  readonly level: 'info' | 'warn' | 'error';
+  readonly msg: string;
+  readonly [key: string]: unknown;
+}

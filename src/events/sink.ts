@@ -1,0 +1,83 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
+
+/** Lines held while the destination is slow; beyond this, new lines are dropped and counted. */
+const MAX_PENDING_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Writes JSON lines to stdout, stderr or a file without blocking the event loop: lines are
+ * batched and written once per loop turn through an asynchronous stream. When the destination
+ * cannot keep up, lines beyond a bound are dropped (and counted) instead of growing memory.
+ */
+export class JsonLinesSink {
+  private readonly stream: WriteStream;
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private scheduled = false;
+  private blocked = false;
+  /** Lines dropped because the destination was too slow. */
+  dropped = 0;
+
+  constructor(target: string) {
+    if (target === 'stdout' || target === 'stderr') {
+      this.stream = createWriteStream('', { fd: target === 'stdout' ? 1 : 2, autoClose: false });
+    } else {
+      this.stream = createWriteStream(target, { flags: 'a' });
+    }
+    this.stream.on('error', this.onError);
+    this.stream.on('drain', this.onDrain);
+  }
+
+  /** Waits until the stream is open (a file that cannot be opened rejects). */
+  ready(): Promise<void> {
+    if (this.stream.pending === false) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onReady = (): void => { this.stream.off('error', onFail); resolve(); };
+      const onFail = (err: Error): void => { this.stream.off('ready', onReady); reject(err); };
+      this.stream.once('ready', onReady);
+      this.stream.once('error', onFail);
+    });
+  }
+
+  write(record: object): void {
+    const line = JSON.stringify(record) + '\n';
+    if (this.pendingBytes + line.length > MAX_PENDING_BYTES) {
+      this.dropped++;
+      return;
+    }
+    this.pending.push(line);
+    this.pendingBytes += line.length;
+    if (!this.scheduled && !this.blocked) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.pending.length === 0 || this.stream.destroyed) return;
+    const chunk = this.pending.join('');
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (!this.stream.write(chunk)) this.blocked = true;
+  };
+
+  private readonly onDrain = (): void => {
+    this.blocked = false;
+    this.flush();
+  };
+
+  private readonly onError = (): void => {
+    // A closed stdout or a full disk must never take the gateway down.
+    this.pending = [];
+    this.pendingBytes = 0;
+  };
+
+  /** Flushes what is pending and closes the stream (stdout/stderr stay open). */
+  close(): Promise<void> {
+    this.flush();
+    return new Promise((resolve) => {
+      if (this.stream.destroyed) return resolve();
+      this.stream.end(() => resolve());
+    });
+  }
+}

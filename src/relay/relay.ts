@@ -1,0 +1,111 @@
+import type { Socket } from 'node:net';
+
+/** How a relay ended: which side closed first, an idle timeout, or an abort. */
+export type RelayEnd = 'client-closed' | 'upstream-closed' | 'idle-timeout';
+
+export interface RelayResult {
+  readonly end: RelayEnd | string;
+  /** Code of the error that ended it, if one did (`ECONNRESET`, ...). */
+  readonly error: string | null;
+}
+
+/**
+ * Copies bytes both ways between two connected sockets until both are closed.
+ *
+ * - Backpressure: `pipe()` pauses the reader while the writer's buffer is full, so a slow
+ *   reader on either side never makes memory grow.
+ * - Half-close: both sockets have `allowHalfOpen`; a FIN from one side ends the other's
+ *   writable side and the opposite direction keeps flowing.
+ * - An error on either side destroys both at once; a clean close lets the other side flush
+ *   what it still has to write, then closes it (`destroySoon`).
+ * - Idle: no byte in either direction for `idleTimeoutMs` (0 = never) destroys both. Every
+ *   byte crosses the client socket, so its timer alone sees all traffic.
+ *
+ * Knows nothing of config; calls `onDone` exactly once, when both sockets are closed.
+ */
+export class Relay {
+  private reason: string | null = null;
+  private error: string | null = null;
+  private open = 2;
+  private done = false;
+
+  constructor(
+    readonly client: Socket,
+    readonly upstream: Socket,
+    private readonly idleTimeoutMs: number,
+    private readonly onDone: (result: RelayResult) => void,
+  ) {
+    client.on('error', this.onClientError);
+    upstream.on('error', this.onUpstreamError);
+    client.once('end', this.onClientEnd);
+    upstream.once('end', this.onUpstreamEnd);
+    client.once('close', this.onClientClose);
+    upstream.once('close', this.onUpstreamClose);
+    if (idleTimeoutMs > 0) {
+      client.setTimeout(idleTimeoutMs);
+      client.once('timeout', this.onIdle);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+  }
+
+  /** Ends the relay now, both sockets destroyed, with `reason` unless one was already set. */
+  abort(reason: string): void {
+    this.settle(reason, null);
+    this.client.destroy();
+    this.upstream.destroy();
+  }
+
+  private settle(reason: string, error: string | null): void {
+    if (this.reason === null) {
+      this.reason = reason;
+      this.error = error;
+    }
+  }
+
+  private readonly onClientEnd = (): void => this.settle('client-closed', null);
+  private readonly onUpstreamEnd = (): void => this.settle('upstream-closed', null);
+
+  private readonly onClientError = (err: NodeJS.ErrnoException): void => {
+    this.settle('client-closed', err.code ?? 'EUNKNOWN');
+    this.upstream.destroy();
+  };
+
+  private readonly onUpstreamError = (err: NodeJS.ErrnoException): void => {
+    this.settle('upstream-closed', err.code ?? 'EUNKNOWN');
+    this.client.destroy();
+  };
+
+  private readonly onIdle = (): void => {
+    this.abort('idle-timeout');
+  };
+
+  private readonly onClientClose = (): void => {
+    this.settle('client-closed', null);
+    this.finishSoon(this.upstream);
+    this.closed();
+  };
+
+  private readonly onUpstreamClose = (): void => {
+    this.settle('upstream-closed', null);
+    this.finishSoon(this.client);
+    this.closed();
+  };
+
+  /** The peer is gone: flush what `socket` still has to write, then close it; a stuck flush times out. */
+  private finishSoon(socket: Socket): void {
+    if (socket.destroyed) return;
+    if (this.idleTimeoutMs > 0) {
+      socket.setTimeout(this.idleTimeoutMs);
+      socket.once('timeout', this.onIdle);
+    }
+    socket.destroySoon();
+  }
+
+  private closed(): void {
+    if (--this.open > 0 || this.done) return;
+    this.done = true;
+    this.onDone({ end: this.reason ?? 'client-closed', error: this.error });
+  }
+}

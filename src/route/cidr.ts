@@ -1,0 +1,101 @@
+import { isIPv4, isIPv6 } from 'node:net';
+
+/**
+ * An address block. IPv4 blocks keep one 32-bit word, IPv6 blocks four; matching is a few
+ * integer compares, with no allocation per connection.
+ */
+export interface Cidr {
+  readonly family: 4 | 6;
+  /** Network address, masked, as 32-bit words (1 for IPv4, 4 for IPv6). */
+  readonly words: readonly number[];
+  readonly prefix: number;
+  /** Canonical text, e.g. `10.1.0.0/16`. */
+  readonly text: string;
+}
+
+function ipv4Word(address: string): number {
+  const p = address.split('.');
+  return ((+p[0] << 24) | (+p[1] << 16) | (+p[2] << 8) | +p[3]) >>> 0;
+}
+
+function ipv6Words(address: string): number[] {
+  let text = address;
+  const pct = text.indexOf('%');
+  if (pct >= 0) text = text.slice(0, pct);
+  const groups: number[] = [];
+  const dotted = text.lastIndexOf(':') < text.lastIndexOf('.');
+  let tail: number[] = [];
+  if (dotted) {
+    const cut = text.lastIndexOf(':');
+    const v4 = ipv4Word(text.slice(cut + 1));
+    tail = [v4 >>> 16, v4 & 0xffff];
+    text = text.slice(0, cut + 1);
+    if (!text.endsWith('::')) text = text.slice(0, -1);
+  }
+  const [head, rest] = text.split('::');
+  const parse = (s: string | undefined): number[] => (s ? s.split(':').filter((g) => g !== '').map((g) => parseInt(g, 16)) : []);
+  const h = parse(head);
+  const r = parse(rest);
+  const fill = 8 - h.length - r.length - tail.length;
+  groups.push(...h);
+  if (rest !== undefined) for (let i = 0; i < fill; i++) groups.push(0);
+  groups.push(...r, ...tail);
+  const words: number[] = [];
+  for (let i = 0; i < 8; i += 2) words.push(((groups[i] << 16) | groups[i + 1]) >>> 0);
+  return words;
+}
+
+function mask(prefix: number): number {
+  return prefix <= 0 ? 0 : prefix >= 32 ? 0xffffffff : (0xffffffff << (32 - prefix)) >>> 0;
+}
+
+/** Parses `10.0.0.0/8`, `10.0.0.15`, `fd00:8::/64` or `::1`; returns null when malformed. */
+export function parseCidr(text: string): Cidr | null {
+  const slash = text.indexOf('/');
+  const address = slash < 0 ? text : text.slice(0, slash);
+  const prefixText = slash < 0 ? null : text.slice(slash + 1);
+  const family = isIPv4(address) ? 4 : isIPv6(address) && !address.includes('%') ? 6 : 0;
+  if (family === 0) return null;
+  const max = family === 4 ? 32 : 128;
+  if (prefixText !== null && !/^[0-9]{1,3}$/.test(prefixText)) return null;
+  const prefix = prefixText === null ? max : Number(prefixText);
+  if (prefix > max) return null;
+  const raw = family === 4 ? [ipv4Word(address)] : ipv6Words(address);
+  const words = raw.map((w, i) => (w & mask(prefix - 32 * i)) >>> 0);
+  return Object.freeze({ family, words: Object.freeze(words), prefix, text: `${address}/${prefix}` });
+}
+
+/**
+ * A client address, parsed once per connection. IPv4-mapped IPv6 (`::ffff:10.0.0.15`) is
+ * treated as the IPv4 address it carries, so IPv4 rules match clients of dual-stack listeners.
+ */
+export interface ClientAddress {
+  readonly family: 4 | 6;
+  readonly words: readonly number[];
+  /** The address as rules see it (mapped IPv6 unwrapped). */
+  readonly text: string;
+}
+
+export function parseClientAddress(address: string): ClientAddress | null {
+  if (isIPv4(address)) return { family: 4, words: [ipv4Word(address)], text: address };
+  if (address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:') {
+    const v4 = address.slice(7);
+    if (isIPv4(v4)) return { family: 4, words: [ipv4Word(v4)], text: v4 };
+  }
+  if (isIPv6(address)) return { family: 6, words: ipv6Words(address), text: address };
+  return null;
+}
+
+export function cidrContains(cidr: Cidr, client: ClientAddress): boolean {
+  if (cidr.family !== client.family) return false;
+  const words = cidr.words;
+  for (let i = 0, bits = cidr.prefix; bits > 0; i++, bits -= 32) {
+    if (((client.words[i] & mask(bits)) >>> 0) !== words[i]) return false;
+  }
+  return true;
+}
+
+export function anyContains(cidrs: readonly Cidr[], client: ClientAddress): boolean {
+  for (let i = 0; i < cidrs.length; i++) if (cidrContains(cidrs[i], client)) return true;
+  return false;
+}
