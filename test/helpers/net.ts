@@ -86,14 +86,35 @@ export function readAll(s: net.Socket): Promise<Buffer> {
   });
 }
 
-/** Resolves when the socket has closed (by FIN or reset). */
+/** Resolves when the socket has closed (by FIN or reset); a FIN is answered with ours. */
 export function closed(s: net.Socket): Promise<void> {
   return new Promise((resolve) => {
     if (s.destroyed) return resolve();
     s.on('error', () => {});
+    s.once('end', () => s.end());
     s.once('close', () => resolve());
     s.resume();
   });
+}
+
+/** Everything a socket receives until it closes, and the error code if it ended by one (e.g. a reset). */
+export function readUntilClose(s: net.Socket): Promise<{ data: Buffer; error: string | null }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let error: string | null = null;
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? 'error'));
+    s.once('end', () => s.end());
+    s.once('close', () => resolve({ data: Buffer.concat(chunks), error }));
+  });
+}
+
+/** Sends `data` and half-closes, then collects the answer until the gateway closes the socket. */
+export async function sendAndCollect(port: number, data: string | Buffer, host = '127.0.0.1', options: Partial<net.TcpNetConnectOpts> = {}): Promise<{ data: Buffer; error: string | null }> {
+  const s = await connect(port, host, options as net.NetConnectOpts);
+  const result = readUntilClose(s);
+  s.end(data);
+  return result;
 }
 
 /** Sends one request and reads the whole answer: write, half-close, read to end. */

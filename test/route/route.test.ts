@@ -1,0 +1,95 @@
+import { parseConfig } from '../../src/config/load';
+import { parseClientAddress } from '../../src/route/cidr';
+import { findUser, route } from '../../src/route/route';
+
+const config = parseConfig(`
+admin: { listen: "off" }
+users:
+  alice: { sources: [10.0.0.15] }
+  ops:   { sources: [10.0.8.0/24, "fd00:8::/64"] }
+  wide:  { sources: [10.0.0.0/8] }
+services:
+  - name: imap
+    port: 1143
+    bind: [127.0.0.1]
+    destination: mail.corp.example:143
+    mappings:
+      - user: alice
+        destination: { host: mail2.corp.example, port: 993, tls: { servername: mail2.corp.example } }
+      - user: ops
+        source: 10.0.8.128/25
+        destination: ops-high.corp.example:143
+      - user: ops
+        destination: ops.corp.example:143
+      - source: [10.1.0.0/16, "2001:db8::/32"]
+        destination: branch-mail.corp.example:143
+      - source: 192.168.77.0/24
+        action: reject
+      - source: 192.168.0.0/16
+        destination: [lan1.corp.example:143, lan2.corp.example:143]
+  - name: nodefault
+    port: 1144
+    bind: [127.0.0.1]
+    mappings:
+      - source: 10.9.0.0/16
+        destination: only.corp.example:1
+`, 'route.yaml');
+
+const [imap, nodefault] = config.services;
+
+function outcome(service: typeof imap, address: string): string {
+  const r = route(service, config.users, parseClientAddress(address));
+  const who = r.user ?? '-';
+  if (r.action === 'reject') return `${who} ${r.reason}`;
+  return `${who} ${r.destinations.map((d) => d.label + (d.tls ? '+tls' : '')).join(',')}`;
+}
+
+describe('route', () => {
+  test.each([
+    // [client, expected "user destination(s) | reason"]
+    ['10.0.0.15', 'alice mail2.corp.example:993+tls'],                 // user rule, TLS destination
+    ['::ffff:10.0.0.15', 'alice mail2.corp.example:993+tls'],          // IPv4-mapped IPv6 is the IPv4 address
+    ['10.0.8.200', 'ops ops-high.corp.example:143'],                  // user AND source must both hold
+    ['10.0.8.5', 'ops ops.corp.example:143'],                         // user holds, source not: next rule
+    ['fd00:8::1234', 'ops ops.corp.example:143'],                     // IPv6 user source
+    ['10.1.2.3', 'wide branch-mail.corp.example:143'],                // source list, first element
+    ['2001:db8:1::5', '- branch-mail.corp.example:143'],              // source list, IPv6 element
+    ['192.168.77.9', '- rejected'],                                    // reject action
+    ['192.168.1.1', '- lan1.corp.example:143,lan2.corp.example:143'], // failover list, in order
+    ['10.2.0.1', 'wide mail.corp.example:143'],                       // user without a rule: default
+    ['172.16.0.1', '- mail.corp.example:143'],                        // nothing matches: default
+    ['::1', '- mail.corp.example:143'],
+  ])('imap: %s → %s', (client, expected) => {
+    expect(outcome(imap, client)).toBe(expected);
+  });
+
+  test('first matching rule wins even when a later one is more specific', () => {
+    // 192.168.77.9 matches the reject rule before the broader 192.168.0.0/16 forward rule.
+    expect(outcome(imap, '192.168.77.9')).toBe('- rejected');
+    // and alice's user rule precedes every source rule that also contains her address.
+    expect(route(imap, config.users, parseClientAddress('10.0.0.15')).rule?.index).toBe(0);
+  });
+
+  test('no matching rule and no default destination → no-route', () => {
+    expect(outcome(nodefault, '10.9.1.1')).toBe('wide only.corp.example:1');
+    expect(outcome(nodefault, '10.8.1.1')).toBe('wide no-route');
+    expect(outcome(nodefault, '127.0.0.1')).toBe('- no-route');
+  });
+
+  test('an unparseable client address matches no user and no source rule', () => {
+    expect(route(imap, config.users, null)).toMatchObject({ action: 'forward', user: null, rule: null });
+  });
+
+  test('users: first entry whose sources contain the address wins', () => {
+    // 10.0.0.15 is in both alice (exact) and wide (10/8); alice comes first.
+    expect(findUser(config.users, parseClientAddress('10.0.0.15'))).toBe('alice');
+    expect(findUser(config.users, parseClientAddress('10.0.0.16'))).toBe('wide');
+    expect(findUser(config.users, parseClientAddress('11.0.0.1'))).toBeNull();
+  });
+
+  test('route is pure: the same inputs give the same answer', () => {
+    const a = route(imap, config.users, parseClientAddress('10.1.2.3'));
+    const b = route(imap, config.users, parseClientAddress('10.1.2.3'));
+    expect(a).toEqual(b);
+  });
+});
