@@ -39,6 +39,9 @@ export interface ListenerInfo {
   readonly intercept: boolean;
 }
 
+/** How long aborted connections get to report their ClientDisconnect before teardown goes on. */
+const ABORT_WAIT_MS = 2000;
+
 type State = 'new' | 'starting' | 'running' | 'draining' | 'closed';
 
 /**
@@ -245,10 +248,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     }
     this.state = 'draining';
     this.log('info', 'draining', { open: this.open.size, graceMs });
-    await Promise.all([...this.listening.values()].map((l) => closeServer(l.server)));
-    this.listening.clear();
+    // Stop accepting now; the close callbacks only come once every accepted socket is gone.
+    const listenersClosed = this.closeListeners();
     if (this.open.size > 0 && graceMs > 0) await this.waitForDrain(graceMs);
     for (const c of [...this.open]) c.abort('shutdown');
+    // Aborted relays report on their sockets' close events, a turn of the loop later.
+    if (this.open.size > 0) await this.waitForDrain(ABORT_WAIT_MS);
+    await listenersClosed;
     await this.teardown();
     this.state = 'closed';
   }
@@ -269,9 +275,16 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     });
   }
 
-  private async teardown(): Promise<void> {
-    await Promise.all([...this.listening.values()].map((l) => closeServer(l.server)));
+  /** Stops every listener accepting; resolves when their accepted sockets are all closed too. */
+  private closeListeners(): Promise<unknown> {
+    const all = [...this.listening.values()];
     this.listening.clear();
+    for (const l of all) l.service.metrics.listeners.dec();
+    return Promise.all(all.map((l) => closeServer(l.server)));
+  }
+
+  private async teardown(): Promise<void> {
+    await this.closeListeners();
     if (this.admin) {
       const admin = this.admin;
       this.admin = null;

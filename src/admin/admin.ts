@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import { STATUS_PAGE_HEADERS, STATUS_PAGE_HTML, StatusStreams } from './status-page';
 
 /** What the admin endpoint serves; the gateway supplies each piece. */
 export interface AdminHandlers {
@@ -20,12 +21,37 @@ function send(res: http.ServerResponse, status: number, body: string, type = 'te
   res.end(body);
 }
 
+const PATHS = ['/', '/events', '/metrics', '/healthz', '/readyz', '/status', '/reload'];
+
 /**
- * The admin HTTP server: `/metrics`, `/healthz`, `/readyz`, `/status`, `POST /reload`.
- * Hardened against garbage: small header limit, request and header timeouts, no bodies.
+ * An admin server whose `close()` also ends the open `/events` streams: they never go idle,
+ * so `close()` alone (which only closes idle keep-alive sockets) would wait on them forever.
+ */
+class AdminServer extends http.Server {
+  constructor(options: http.ServerOptions, listener: http.RequestListener, readonly streams: StatusStreams) {
+    super(options, listener);
+  }
+
+  override close(callback?: (err?: Error) => void): this {
+    this.streams.closeAll();
+    return super.close(callback);
+  }
+
+  override closeAllConnections(): void {
+    this.streams.closeAll();
+    super.closeAllConnections();
+  }
+}
+
+/**
+ * The admin HTTP server: `/` (live status page), `/events` (its server-sent status stream),
+ * `/metrics`, `/healthz`, `/readyz`, `/status`, `POST /reload`.
+ * Hardened against garbage: small header limit, request and header timeouts, no bodies,
+ * a bounded number of event streams.
  */
 export function createAdminServer(h: AdminHandlers): http.Server {
-  const server = http.createServer({ maxHeaderSize: 8192, requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 5_000 }, onRequest);
+  const streams = new StatusStreams(() => h.status());
+  const server = new AdminServer({ maxHeaderSize: 8192, requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 5_000 }, onRequest, streams);
   server.on('clientError', onClientError);
   server.maxRequestsPerSocket = 1000;
 
@@ -41,7 +67,16 @@ export function createAdminServer(h: AdminHandlers): http.Server {
     const path = (req.url ?? '/').split('?')[0];
     const method = req.method ?? 'GET';
     const get = method === 'GET' || method === 'HEAD';
-    if (path === '/metrics' && get) {
+    if (path === '/' && get) {
+      res.writeHead(200, { ...STATUS_PAGE_HEADERS, 'content-length': STATUS_PAGE_HTML.length });
+      res.end(STATUS_PAGE_HTML);
+    } else if (path === '/favicon.ico' && get) {
+      // Browsers ask for it; a 204 keeps their consoles free of a 404 per page load.
+      res.writeHead(204, { 'cache-control': 'max-age=86400' });
+      res.end();
+    } else if (path === '/events' && method === 'GET') {
+      streams.open(req, res);
+    } else if (path === '/metrics' && get) {
       h.metrics().then(
         (m) => send(res, 200, m.body, m.contentType),
         (err: Error) => send(res, 500, `metrics failed: ${err.message}\n`),
@@ -58,7 +93,7 @@ export function createAdminServer(h: AdminHandlers): http.Server {
         (r) => send(res, r.ok ? 200 : 422, r.message + '\n'),
         (err: Error) => send(res, 500, `reload failed: ${err.message}\n`),
       );
-    } else if (['/metrics', '/healthz', '/readyz', '/status', '/reload'].includes(path)) {
+    } else if (PATHS.includes(path)) {
       send(res, 405, 'method not allowed\n');
     } else {
       send(res, 404, 'not found\n');

@@ -1,14 +1,14 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { isIP } from 'node:net';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { networkInterfaces } from 'node:os';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document, type Node as YamlNode } from 'yaml';
+import { LineCounter, parseDocument, isAlias, isMap, isNode, isScalar, isSeq, type Document, type Node as YamlNode, type YAMLError } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors';
 import { parseCidr, type Cidr } from '../route/cidr';
 import { resolveBind, WILDCARDS, type InterfaceTable } from '../listen/interfaces';
-import { hostPortLabel, isHost, parseDuration, parseHostPort } from './parse-values';
+import { hostPortLabel, hostPortProblem, isHost, MAX_TIMER_MS, parseDuration, parseHostPort } from './parse-values';
 import type { BindSpec, Destination, GatewayConfig, MappingRule, ServiceConfig, UpstreamTls, User } from './types';
 
 export const DEFAULTS = Object.freeze({
@@ -20,8 +20,11 @@ export const DEFAULTS = Object.freeze({
   shutdownGrace: '10s',
 });
 
-/** Aliases beyond this many are refused: a "billion laughs" document cannot expand. */
-const MAX_ALIAS_COUNT = 100;
+/**
+ * yaml's own alias limit, a backstop behind checkStructure's (which bounds the expanded size
+ * and says where): references to one anchor times the aliases inside it.
+ */
+const MAX_ALIAS_COUNT = 1000;
 /** Larger files are refused before parsing. */
 const MAX_FILE_BYTES = 4 * 1024 * 1024;
 
@@ -40,7 +43,11 @@ type PathSeg = string | number;
 
 function pathText(path: readonly PathSeg[]): string {
   let out = '';
-  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out ? `.${seg}` : seg;
+  for (const seg of path) {
+    // Keys that are not plain names are quoted, so the path stays unambiguous.
+    const name = typeof seg === 'string' && !/^[A-Za-z0-9_-]+$/.test(seg) ? JSON.stringify(seg.length > 60 ? `${seg.slice(0, 60)}…` : seg) : seg;
+    out += typeof seg === 'number' ? `[${seg}]` : out ? `.${name}` : String(name);
+  }
   return out || '(root)';
 }
 
@@ -54,51 +61,189 @@ export interface ParseOptions {
 
 /** Reads and parses a config file. Throws {@link ConfigError} listing every problem. */
 export function loadConfigFile(file: string, options: ParseOptions = {}): GatewayConfig {
-  let text: string;
+  let buf: Buffer;
   try {
-    const buf = readFileSync(file);
-    if (buf.length > MAX_FILE_BYTES) {
-      throw new ConfigError([{ file, line: 1, col: 1, path: '(root)', message: `file is larger than ${MAX_FILE_BYTES} bytes` }]);
-    }
-    text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
+    buf = readFileSync(file);
   } catch (err) {
-    if (err instanceof ConfigError) throw err;
     const e = err as NodeJS.ErrnoException;
-    const message = e.code ? `cannot read file: ${e.code}` : 'file is not valid UTF-8';
-    throw new ConfigError([{ file, line: 1, col: 1, path: '(root)', message }]);
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'is a directory, not a file' : e.code === 'EACCES' ? 'permission denied' : e.code ?? 'error';
+    throw new ConfigError([{ file, line: 1, col: 1, path: '(file)', message: `cannot read the config file: ${why}${e.code && why !== e.code ? ` (${e.code})` : ''}` }]);
   }
-  return parseConfig(text, file, { baseDir: dirname(resolve(file)), ...options });
+  if (buf.length > MAX_FILE_BYTES) {
+    throw new ConfigError([{ file, line: 1, col: 1, path: '(file)', message: `the file is ${buf.length} bytes; at most ${MAX_FILE_BYTES} are read` }]);
+  }
+  const bad = firstInvalidUtf8(buf);
+  if (bad >= 0) {
+    let lineStart = buf.lastIndexOf(0x0a, bad - 1) + 1;
+    if (bad === 0) lineStart = 0;
+    let line = 1;
+    for (let i = buf.indexOf(0x0a); i >= 0 && i < lineStart; i = buf.indexOf(0x0a, i + 1)) line++;
+    const col = buf.subarray(lineStart, bad).toString('utf8').length + 1;
+    const byte = buf[bad].toString(16).padStart(2, '0');
+    throw new ConfigError([{ file, line, col, path: '(file)', message: `not valid UTF-8 (byte 0x${byte}): save the file as UTF-8` }]);
+  }
+  return parseConfig(buf.toString('utf8'), file, { baseDir: dirname(resolve(file)), ...options });
+}
+
+/** Offset of the first byte that does not belong to a well-formed UTF-8 sequence, or -1. */
+function firstInvalidUtf8(buf: Buffer): number {
+  for (let i = 0; i < buf.length; ) {
+    const b = buf[i];
+    if (b < 0x80) { i++; continue; }
+    let n: number;
+    let min: number;
+    if (b >= 0xc2 && b <= 0xdf) { n = 1; min = 0x80; }
+    else if (b >= 0xe0 && b <= 0xef) { n = 2; min = 0x800; }
+    else if (b >= 0xf0 && b <= 0xf4) { n = 3; min = 0x10000; }
+    else return i;
+    let cp = b & (0x3f >> n);
+    for (let k = 1; k <= n; k++) {
+      const c = buf[i + k];
+      if (c === undefined || (c & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
+    if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return i;
+    i += n + 1;
+  }
+  return -1;
 }
 
 /** Parses config text. Throws {@link ConfigError} listing every problem with its line and column. */
 export function parseConfig(text: string, file = '<inline>', options: ParseOptions = {}): GatewayConfig {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true });
+  // logLevel 'error': yaml would otherwise print process warnings (e.g. for collection keys),
+  // which checkStructure reports as problems instead.
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true, logLevel: 'error' });
   const problems: ConfigProblem[] = [];
-  const at = (offset: number): { line: number; col: number } => lineCounter.linePos(offset);
+  const ctx = new Context(file, doc, lineCounter, problems);
+  const fail = (): never => {
+    problems.sort((a, b) => a.line - b.line || a.col - b.col);
+    throw new ConfigError(dedupe(problems));
+  };
 
   if (doc.errors.length > 0) {
-    for (const e of doc.errors) problems.push({ file, ...at(e.pos[0]), path: '(yaml)', message: oneLine(e.message) });
-    throw new ConfigError(problems);
+    for (const e of doc.errors) ctx.yamlProblem(e);
+    fail();
   }
+  if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
+    problems.push({ file, line: 1, col: 1, path: '(root)', message: 'the file is empty: it needs at least a "services:" list' });
+    fail();
+  }
+  checkStructure(ctx);
+  if (problems.length > 0) fail();
+
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (err) {
-    problems.push({ file, line: 1, col: 1, path: '(yaml)', message: oneLine((err as Error).message) });
-    throw new ConfigError(problems);
+    // checkStructure bounds depth and alias expansion first; this is the library's own backstop.
+    problems.push({ file, line: 1, col: 1, path: '(yaml)', message: `cannot expand the document: ${oneLine((err as Error).message)}` });
+    fail();
   }
 
-  const ctx = new Context(file, doc, lineCounter, problems);
   const validate = schemaValidator();
-  if (!validate(data)) for (const e of validate.errors ?? []) ctx.schemaProblem(e);
+  if (!validate(data)) for (const e of validate.errors ?? []) ctx.schemaProblem(e, data);
 
   const config = normalize(data, ctx, options);
-  if (problems.length > 0 || !config) {
-    problems.sort((a, b) => a.line - b.line || a.col - b.col);
-    throw new ConfigError(dedupe(problems));
+  if (problems.length > 0 || !config) fail();
+  return config!;
+}
+
+/** Collections nested deeper than this are refused (a real config needs about 8). */
+const MAX_DEPTH = 64;
+/** Nodes that aliases may add to the document in total, so a "billion laughs" cannot expand. */
+const MAX_ALIAS_NODES = 10_000;
+
+interface Frame {
+  node: unknown;
+  parent: Frame | null;
+  seg: PathSeg | null;
+  depth: number;
+  size: number;
+  open: boolean;
+}
+
+function framePath(f: Frame | null): PathSeg[] {
+  const out: PathSeg[] = [];
+  for (let x = f; x && x.seg !== null; x = x.parent) out.unshift(x.seg);
+  return out;
+}
+
+/**
+ * Refuses what the schema cannot see and what would make expansion unsafe: nesting deeper
+ * than {@link MAX_DEPTH}, keys that are not plain scalars, recursive aliases, and aliases
+ * that would add more than {@link MAX_ALIAS_NODES} nodes. Iterative, so no input can
+ * exhaust the stack; linear in the document size.
+ */
+function checkStructure(ctx: Context): void {
+  const anchors = new Map<string, unknown>();
+  const sizes = new Map<unknown, number>();
+  const inProgress = new Set<unknown>();
+  let aliasNodes = 0;
+  const root: Frame = { node: ctx.doc.contents, parent: null, seg: null, depth: 0, size: 0, open: false };
+  const stack: Frame[] = [root];
+  while (stack.length > 0) {
+    const f = stack[stack.length - 1];
+    const node = f.node as YamlNode | null;
+    if (f.open) {
+      stack.pop();
+      inProgress.delete(node);
+      if (node && (node as { anchor?: string }).anchor) sizes.set(node, f.size);
+      if (f.parent) f.parent.size += f.size;
+      continue;
+    }
+    f.open = true;
+    f.size = 1;
+    if (isAlias(node)) {
+      const target = anchors.get(node.source);
+      const where = ctx.nodePos(node);
+      if (target === undefined) {
+        ctx.problems.push({ file: ctx.file, ...where, path: pathText(framePath(f)), message: `alias *${node.source} has no anchor &${node.source} before it` });
+        continue;
+      }
+      if (inProgress.has(target)) {
+        ctx.problems.push({ file: ctx.file, ...where, path: pathText(framePath(f)), message: `alias *${node.source} refers to a node that contains it: recursive structures are not allowed` });
+        return;
+      }
+      const size = sizes.get(target) ?? 1;
+      aliasNodes += size;
+      if (aliasNodes > MAX_ALIAS_NODES) {
+        ctx.problems.push({ file: ctx.file, ...where, path: pathText(framePath(f)),
+          message: `alias *${node.source} makes the aliases expand to more than ${MAX_ALIAS_NODES} nodes: refused as a "billion laughs" document` });
+        return;
+      }
+      f.size = size;
+      continue;
+    }
+    if (node && (node as { anchor?: string }).anchor) {
+      anchors.set((node as { anchor: string }).anchor, node);
+      inProgress.add(node);
+    }
+    if (!isMap(node) && !isSeq(node)) continue;
+    if (f.depth >= MAX_DEPTH) {
+      ctx.problems.push({ file: ctx.file, ...ctx.nodePos(node), path: pathText(framePath(f)), message: `nested more than ${MAX_DEPTH} levels deep` });
+      return;
+    }
+    const children: Frame[] = [];
+    if (isSeq(node)) {
+      node.items.forEach((item, i) => children.push({ node: item, parent: f, seg: i, depth: f.depth + 1, size: 0, open: false }));
+    } else {
+      for (const pair of node.items) {
+        const key = pair.key;
+        const keyText = isScalar(key) && key.value !== null && typeof key.value !== 'object' ? String(key.value) : null;
+        if (keyText === null) {
+          const at = isNode(key) && key.range ? ctx.lines.linePos(key.range[0]) : isNode(pair.value) && pair.value.range ? ctx.lines.linePos(pair.value.range[0]) : ctx.nodePos(node);
+          const what = isMap(key) ? 'a mapping' : isSeq(key) ? 'a list' : isAlias(key) ? 'an alias' : isScalar(key) && key.value !== null ? 'a tagged value' : 'empty';
+          ctx.problems.push({ file: ctx.file, ...at, path: pathText(framePath(f)), message: `a key must be a plain name, not ${what}` });
+          continue;
+        }
+        children.push({ node: key, parent: f, seg: keyText, depth: f.depth + 1, size: 0, open: false });
+        children.push({ node: pair.value, parent: f, seg: keyText, depth: f.depth + 1, size: 0, open: false });
+      }
+    }
+    for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]);
   }
-  return config;
 }
 
 function oneLine(s: string): string {
@@ -120,6 +265,39 @@ const PATTERN_HINTS: Record<string, string> = {
   name: "must be 1 to 128 letters, digits, '-' or '_'",
 };
 
+const TYPE_WORDS: Record<string, string> = {
+  object: 'a mapping', array: 'a list', integer: 'an integer', number: 'a number',
+  string: 'a string', boolean: 'true or false', null: 'empty',
+};
+
+/** A value as the person editing the file would name it, for "must be X, not Y". */
+function describe(v: unknown): string {
+  if (v === null || v === undefined) return 'empty';
+  if (typeof v === 'string') return `the string ${quote(v)}`;
+  if (typeof v === 'number') return Number.isInteger(v) ? `the number ${v}` : `the number ${v} (not whole)`;
+  if (typeof v === 'boolean') return String(v);
+  if (Array.isArray(v)) return 'a list';
+  return 'a mapping';
+}
+
+function quote(s: string, max = 60): string {
+  return JSON.stringify(s.length > max ? `${s.slice(0, max)}…` : s);
+}
+
+/** Edit distance, for "did you mean" on unknown keys (short strings only). */
+function distance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 3 || a.length > 64) return 99;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
 /** Where a problem is and how to word it. */
 class Context {
   constructor(
@@ -129,53 +307,131 @@ class Context {
     readonly problems: ConfigProblem[],
   ) {}
 
-  /** Position of the node at `path`, or of its nearest existing ancestor. */
+  nodePos(node: YamlNode | null | undefined): { line: number; col: number } {
+    return node?.range ? this.lines.linePos(node.range[0]) : { line: 1, col: 1 };
+  }
+
+  /**
+   * Position of the node at `path` (of its key when `key`), or of its nearest existing
+   * ancestor. Walks the document itself, following aliases, so keys such as `5` or `"5"`
+   * are found whichever way they were written.
+   */
   position(path: readonly PathSeg[], key = false): { line: number; col: number } {
-    for (let n = path.length; n >= 0; n--) {
-      const parent = n > 0 ? this.doc.getIn(path.slice(0, n - 1), true) : undefined;
-      if (key && n === path.length && isMap(parent)) {
-        const pair = parent.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(path[n - 1]));
-        const k = pair?.key as YamlNode | undefined;
-        if (k?.range) return this.lines.linePos(k.range[0]);
+    let node: unknown = this.doc.contents;
+    let best = this.nodePos(node as YamlNode);
+    for (let i = 0; i < path.length; i++) {
+      for (let hops = 0; isAlias(node) && hops < 100; hops++) node = node.resolve(this.doc);
+      let next: unknown;
+      let keyNode: unknown;
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(path[i]));
+        next = pair?.value;
+        keyNode = pair?.key;
+      } else if (isSeq(node) && typeof path[i] === 'number') {
+        next = node.items[path[i] as number];
       }
-      const node = n === 0 ? this.doc.contents : (this.doc.getIn(path.slice(0, n), true) as YamlNode | undefined);
-      if (node && (node as YamlNode).range) return this.lines.linePos((node as YamlNode).range![0]);
+      if (key && i === path.length - 1 && isNode(keyNode) && keyNode.range) return this.lines.linePos(keyNode.range[0]);
+      if (!isNode(next) || !next.range) {
+        // `key: ` with no value: the key is the place to point at.
+        if (isNode(keyNode) && keyNode.range) return this.lines.linePos(keyNode.range[0]);
+        return best;
+      }
+      node = next;
+      best = this.lines.linePos(next.range[0]);
     }
-    return { line: 1, col: 1 };
+    return best;
   }
 
   add(path: readonly PathSeg[], message: string, key = false): void {
     this.problems.push({ file: this.file, ...this.position(path, key), path: pathText(path), message });
   }
 
-  schemaProblem(e: ErrorObject): void {
-    const path: PathSeg[] = e.instancePath
-      .split('/')
-      .slice(1)
-      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
-      .map((s) => (/^[0-9]+$/.test(s) ? Number(s) : s));
+  /** Path of the map key that starts at `offset`, for YAML errors that point at a key. */
+  keyPathAt(offset: number): PathSeg[] | null {
+    let node: unknown = this.doc.contents;
+    const path: PathSeg[] = [];
+    for (let depth = 0; depth <= MAX_DEPTH; depth++) {
+      if (isSeq(node)) {
+        const i = node.items.findIndex((it) => isNode(it) && it.range && it.range[0] <= offset && offset < it.range[2]);
+        if (i < 0) return null;
+        path.push(i);
+        node = node.items[i];
+      } else if (isMap(node)) {
+        const pair = node.items.find((p) => isNode(p.key) && p.key.range?.[0] === offset);
+        if (pair) return isScalar(pair.key) ? [...path, String(pair.key.value)] : null;
+        const inner = node.items.find((p) => isNode(p.value) && p.value.range && p.value.range[0] <= offset && offset < p.value.range[2]);
+        if (!inner || !isScalar(inner.key)) return null;
+        path.push(String(inner.key.value));
+        node = inner.value;
+      } else {
+        return null;
+      }
+    }
+    return null;
+  }
+
+  yamlProblem(e: YAMLError): void {
+    const pos = this.lines.linePos(e.pos[0]);
+    let path = '(yaml)';
+    let message = oneLine(e.message);
+    if (e.code === 'DUPLICATE_KEY') {
+      const keyPath = this.keyPathAt(e.pos[0]);
+      if (keyPath) path = pathText(keyPath);
+      message = keyPath ? `duplicate key "${keyPath[keyPath.length - 1]}": a key may appear only once in a mapping` : 'duplicate key: a key may appear only once in a mapping';
+    } else if (e.code === 'MULTIPLE_DOCS') {
+      message = 'a second YAML document ("---") follows: the config is one document';
+    } else if (/Maximum call stack size exceeded/.test(message)) {
+      message = 'nested too deeply to parse';
+    }
+    this.problems.push({ file: this.file, ...pos, path, message });
+  }
+
+  schemaProblem(e: ErrorObject, data: unknown): void {
+    // A segment is an index only where the data holds a list there, so a key written `5` stays a key.
+    const path: PathSeg[] = [];
+    let cur: unknown = data;
+    for (const raw of e.instancePath.split('/').slice(1)) {
+      const s = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+      const seg: PathSeg = Array.isArray(cur) && /^[0-9]+$/.test(s) ? Number(s) : s;
+      path.push(seg);
+      cur = cur !== null && typeof cur === 'object' ? (cur as Record<string, unknown>)[seg as string] : undefined;
+    }
     const propertyName = (e as ErrorObject & { propertyName?: string }).propertyName;
+    const got = propertyName === undefined ? `, not ${describe(e.data)}` : '';
+    const p = e.params as Record<string, unknown>;
     switch (e.keyword) {
       case 'additionalProperties': {
-        const name = String((e.params as { additionalProperty: string }).additionalProperty);
+        const name = String(p.additionalProperty);
         const allowed = Object.keys((e.parentSchema as { properties?: object }).properties ?? {});
-        return this.add([...path, name], allowed.length ? `unknown key (expected one of: ${allowed.join(', ')})` : 'unknown key', true);
+        const near = allowed.map((a) => ({ a, d: distance(name, a) })).filter((x) => x.d <= Math.max(1, Math.floor(x.a.length / 4))).sort((x, y) => x.d - y.d)[0];
+        const hint = near ? ` (did you mean "${near.a}"?)` : allowed.length ? ` (expected one of: ${allowed.join(', ')})` : '';
+        return this.add([...path, name], `unknown key${hint}`, true);
       }
       case 'required':
-        return this.add(path, `missing required key "${(e.params as { missingProperty: string }).missingProperty}"`);
+        return this.add(path, `missing required key "${String(p.missingProperty)}"`);
       case 'enum':
-        return this.add(path, `must be one of: ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`);
+        return this.add(path, `must be one of: ${(p.allowedValues as unknown[]).join(', ')}${got}`);
       case 'type':
-        return this.add(path, `must be ${String((e.params as { type: string | string[] }).type).split(',').join(' or ')}`);
+        return this.add(path, `must be ${String(p.type).split(',').map((t) => TYPE_WORDS[t] ?? t).join(' or ')}${got}`);
+      case 'minItems':
+        return this.add(path, Number(p.limit) === 1 ? 'must not be an empty list' : `must have at least ${String(p.limit)} items`);
+      case 'maxItems':
+        return this.add(path, `must have at most ${String(p.limit)} items (has ${Array.isArray(e.data) ? e.data.length : '?'})`);
+      case 'minLength':
+        if (propertyName !== undefined) return this.add([...path, propertyName], 'key must not be empty', true);
+        return this.add(path, Number(p.limit) === 1 ? 'must not be empty' : `must be at least ${String(p.limit)} characters long`);
+      case 'maxLength':
+        if (propertyName !== undefined) return this.add([...path, propertyName], `key must be at most ${String(p.limit)} characters long`, true);
+        return this.add(path, `must be at most ${String(p.limit)} characters long (is ${typeof e.data === 'string' ? e.data.length : '?'})`);
       case 'propertyNames':
         return;
       case 'pattern': {
         const ref = Object.keys(PATTERN_HINTS).find((k) => e.schemaPath.includes(`/definitions/${k}/`));
-        let message = ref ? PATTERN_HINTS[ref] : `must match ${String((e.params as { pattern: string }).pattern)}`;
+        let message = ref ? PATTERN_HINTS[ref] : `must match ${String(p.pattern)}`;
         if (e.schemaPath.includes('/bind/')) message = 'must be "internal", "all" or a list of interface names and addresses';
         if (e.schemaPath.includes('/workers/')) message = 'must be a number or "auto"';
         if (propertyName !== undefined) return this.add([...path, propertyName], `key ${message}`, true);
-        return this.add(path, message);
+        return this.add(path, `${message}${got}`);
       }
       default:
         if (propertyName !== undefined) return this.add([...path, propertyName], `key ${e.message ?? 'is invalid'}`, true);
@@ -187,12 +443,22 @@ class Context {
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const asList = (v: unknown): unknown[] => (Array.isArray(v) ? v : v === undefined ? [] : [v]);
 
+/** Why `text` is not an address or CIDR block, for the message. */
+function cidrProblem(text: string): string {
+  const slash = text.indexOf('/');
+  const address = slash < 0 ? text : text.slice(0, slash);
+  const family = isIPv4(address) ? 4 : isIPv6(address) ? 6 : 0;
+  if (family === 0) return `${quote(text)} is not an IP address or CIDR block (e.g. 10.0.0.15, 10.1.0.0/16, fd00:8::/64)`;
+  if (address.includes('%')) return `${quote(text)}: a zone (%) is not allowed in a source address`;
+  return `${quote(text)}: the prefix after "/" must be 0-${family === 4 ? 32 : 128} for IPv${family}`;
+}
+
 function duration(ctx: Context, path: PathSeg[], value: unknown, fallback: string): number {
   if (typeof value !== 'string') return parseDuration(fallback)!;
   const ms = parseDuration(value);
   if (ms === null) {
     // The schema already reported a malformed duration; this one is well-formed but too long.
-    if (/^[0-9]{1,10}(ms|s|m|h)$/.test(value)) ctx.add(path, 'must be at most 24 days');
+    if (/^[0-9]{1,10}(ms|s|m|h)$/.test(value)) ctx.add(path, `must be at most 24 days (${MAX_TIMER_MS}ms), not ${JSON.stringify(value)}`);
     return parseDuration(fallback)!;
   }
   return ms;
@@ -206,7 +472,7 @@ function cidrs(ctx: Context, path: PathSeg[], value: unknown): Cidr[] {
     const c = parseCidr(item);
     const p = Array.isArray(value) ? [...path, i] : path;
     if (c) out.push(c);
-    else ctx.add(p, `"${item}" is not an IP address or CIDR block`);
+    else ctx.add(p, cidrProblem(item));
   });
   return out;
 }
@@ -216,6 +482,16 @@ function readPem(ctx: Context, path: PathSeg[], value: unknown, baseDir: string)
   if (value.includes('-----BEGIN')) return value;
   const file = isAbsolute(value) ? value : join(baseDir, value);
   try {
+    // A device or a huge file (/dev/zero, /dev/stdin) would hang or exhaust memory.
+    const st = statSync(file);
+    if (!st.isFile()) {
+      ctx.add(path, `${file} is not a regular file`);
+      return null;
+    }
+    if (st.size > MAX_FILE_BYTES) {
+      ctx.add(path, `${file} is larger than ${MAX_FILE_BYTES} bytes: not a PEM file`);
+      return null;
+    }
     return readFileSync(file, 'utf8');
   } catch (err) {
     ctx.add(path, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
@@ -252,7 +528,7 @@ function destination(ctx: Context, path: PathSeg[], value: unknown, baseDir: str
   if (typeof value === 'string') {
     const hp = parseHostPort(value);
     if (!hp) {
-      ctx.add(path, `"${value}" is not host:port (IPv6 as [addr]:port, port 1-65535)`);
+      ctx.add(path, `${quote(value)}: ${hostPortProblem(value) ?? 'not host:port'}`);
       return null;
     }
     ({ host, port } = hp);
@@ -260,7 +536,7 @@ function destination(ctx: Context, path: PathSeg[], value: unknown, baseDir: str
     host = value.host.startsWith('[') && value.host.endsWith(']') ? value.host.slice(1, -1) : value.host;
     port = value.port;
     if (!isHost(host)) {
-      ctx.add([...path, 'host'], `"${value.host}" is not a host name or IP address`);
+      ctx.add([...path, 'host'], `${quote(value.host)} is not a host name or IP address`);
       return null;
     }
     tls = upstreamTls(ctx, [...path, 'tls'], value.tls, host, baseDir);
@@ -279,16 +555,18 @@ function destinations(ctx: Context, path: PathSeg[], value: unknown, baseDir: st
 }
 
 function bindSpec(ctx: Context, path: PathSeg[], value: unknown, table: InterfaceTable): BindSpec {
-  if (value === undefined || value === 'internal') return { kind: 'internal' };
-  if (value === 'all') return { kind: 'all' };
+  if (value === undefined || value === 'internal') return Object.freeze({ kind: 'internal' });
+  if (value === 'all') return Object.freeze({ kind: 'all' });
+  // Any other single string was refused by the schema; reporting it again as a list entry would repeat it.
+  if (!Array.isArray(value)) return Object.freeze({ kind: 'list', interfaces: Object.freeze([]), addresses: Object.freeze([]) });
   const interfaces: string[] = [];
   const addresses: string[] = [];
   asList(value).forEach((item, i) => {
     if (typeof item !== 'string') return;
-    if (item === 'internal' || item === 'all') ctx.add([...path, i], `"${item}" cannot be part of a list`);
+    if (item === 'internal' || item === 'all') ctx.add([...path, i], `"${item}" cannot be part of a list: write bind: ${item}`);
     else if (isIP(item)) addresses.push(item);
     else if (table[item]) interfaces.push(item);
-    else ctx.add([...path, i], `"${item}" is neither an IP address nor an interface of this host`);
+    else ctx.add([...path, i], `${quote(item)} is neither an IP address nor an interface of this host (interfaces: ${Object.keys(table).join(', ') || 'none'})`);
   });
   return Object.freeze({ kind: 'list', interfaces: Object.freeze(interfaces), addresses: Object.freeze(addresses) });
 }
@@ -319,7 +597,8 @@ function normalize(data: unknown, ctx: Context, options: ParseOptions): GatewayC
   const adminListen = isObj(data.admin) && typeof data.admin.listen === 'string' ? data.admin.listen : DEFAULTS.adminListen;
   if (adminListen !== 'off') {
     const hp = parseHostPort(adminListen, 0);
-    if (!hp || isIP(hp.host) === 0 && hp.host !== 'localhost') ctx.add(['admin', 'listen'], `"${adminListen}" is not address:port or "off"`);
+    const problem = hp ? (isIP(hp.host) === 0 && hp.host !== 'localhost' ? `${quote(hp.host)} is not an IP address or localhost` : null) : hostPortProblem(adminListen, 0);
+    if (problem) ctx.add(['admin', 'listen'], `${quote(adminListen)}: ${problem} (or "off" to disable)`);
     else admin = Object.freeze(hp);
   }
 
@@ -365,10 +644,14 @@ function normalize(data: unknown, ctx: Context, options: ParseOptions): GatewayC
       if (!isObj(m)) return;
       const mpath: PathSeg[] = [...path, 'mappings', mi];
       const user = typeof m.user === 'string' ? m.user : null;
-      if (user !== null && !userNames.has(user)) ctx.add([...mpath, 'user'], `unknown user "${user}" (not in users)`);
+      if (user !== null && !userNames.has(user)) {
+        ctx.add([...mpath, 'user'], `unknown user "${user}" (${userNames.size ? `users defines: ${[...userNames].join(', ')}` : 'no users are defined'})`);
+      }
       const action = m.action === 'reject' ? 'reject' : 'forward';
-      if (action === 'reject' && m.destination !== undefined) ctx.add([...mpath, 'destination'], 'a reject mapping takes no destination');
-      if (action === 'forward' && m.destination === undefined) ctx.add(mpath, 'needs a destination, or action: reject');
+      if (action === 'reject' && m.destination !== undefined) ctx.add([...mpath, 'destination'], 'a mapping with action: reject takes no destination', true);
+      // An unknown action was reported by the schema; guessing "forward" would add a second, misleading problem.
+      const knownAction = m.action === undefined || m.action === 'forward' || m.action === 'reject';
+      if (knownAction && action === 'forward' && m.destination === undefined) ctx.add(mpath, 'needs a destination (or action: reject)');
       mappings.push(Object.freeze({
         index: mi,
         user,

@@ -46,3 +46,35 @@ export function parseHostPort(text: string, minPort = 1): { host: string; port: 
 export function hostPortLabel(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/**
+ * Why `text` is not a valid `host:port` (the reason {@link parseHostPort} returns null), worded
+ * for the person editing the file; null when it is valid.
+ */
+export function hostPortProblem(text: string, minPort = 1): string | null {
+  if (parseHostPort(text, minPort)) return null;
+  const range = `${minPort}-65535`;
+  let host: string;
+  let portText: string;
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close < 0) return '"[" without "]": write an IPv6 address as [addr]:port, e.g. [::1]:443';
+    host = text.slice(1, close);
+    if (isIP(host) !== 6) return `"${host}" in brackets is not an IPv6 address`;
+    if (text[close + 1] !== ':') return 'no port after "]": write [addr]:port, e.g. [::1]:443';
+    portText = text.slice(close + 2);
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon < 0) return 'no port: write host:port, e.g. mail.example.com:143';
+    if (colon === 0) return 'no host before ":": write host:port, e.g. mail.example.com:143';
+    if (text.indexOf(':') !== colon) {
+      return 'an IPv6 address needs brackets and a port: write [addr]:port, e.g. [::1]:443';
+    }
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    if (!isHost(host)) return `"${host}" is not a host name or IP address`;
+  }
+  if (portText === '') return `no port after ":" (port ${range})`;
+  if (!/^[0-9]+$/.test(portText)) return `port "${portText}" is not a number (port ${range})`;
+  return `port ${portText} is out of range (port ${range})`;
+}

@@ -49,7 +49,38 @@ function mask(prefix: number): number {
   return prefix <= 0 ? 0 : prefix >= 32 ? 0xffffffff : (0xffffffff << (32 - prefix)) >>> 0;
 }
 
-/** Parses `10.0.0.0/8`, `10.0.0.15`, `fd00:8::/64` or `::1`; returns null when malformed. */
+function ipv4Text(word: number): string {
+  return `${word >>> 24}.${(word >>> 16) & 0xff}.${(word >>> 8) & 0xff}.${word & 0xff}`;
+}
+
+/** RFC 5952 text: lower-case hex, the longest run of two or more zero groups as `::`. */
+function ipv6Text(words: readonly number[]): string {
+  const groups: number[] = [];
+  for (const w of words) groups.push(w >>> 16, w & 0xffff);
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = (g: number[]): string => g.map((x) => x.toString(16)).join(':');
+  return best < 0 ? hex(groups) : `${hex(groups.slice(0, best))}::${hex(groups.slice(best + bestLen))}`;
+}
+
+/** True when IPv6 words hold an IPv4-mapped address (`::ffff:a.b.c.d`). */
+function isMapped(words: readonly number[]): boolean {
+  return words[0] === 0 && words[1] === 0 && words[2] === 0xffff;
+}
+
+/**
+ * Parses `10.0.0.0/8`, `10.0.0.15`, `fd00:8::/64` or `::1`; returns null when malformed.
+ * Host bits below the prefix are ignored (`10.1.2.3/16` is `10.1.0.0/16`, as iptables reads it).
+ * An IPv4-mapped block (`::ffff:10.0.0.0/104`) becomes the IPv4 block it maps (`10.0.0.0/8`),
+ * because {@link parseClientAddress} unwraps mapped clients to IPv4.
+ */
 export function parseCidr(text: string): Cidr | null {
   const slash = text.indexOf('/');
   const address = slash < 0 ? text : text.slice(0, slash);
@@ -61,8 +92,13 @@ export function parseCidr(text: string): Cidr | null {
   const prefix = prefixText === null ? max : Number(prefixText);
   if (prefix > max) return null;
   const raw = family === 4 ? [ipv4Word(address)] : ipv6Words(address);
+  if (family === 6 && prefix >= 96 && isMapped(raw)) {
+    const v4 = (raw[3] & mask(prefix - 96)) >>> 0;
+    return Object.freeze({ family: 4, words: Object.freeze([v4]), prefix: prefix - 96, text: `${ipv4Text(v4)}/${prefix - 96}` });
+  }
   const words = raw.map((w, i) => (w & mask(prefix - 32 * i)) >>> 0);
-  return Object.freeze({ family, words: Object.freeze(words), prefix, text: `${address}/${prefix}` });
+  const canonical = family === 4 ? ipv4Text(words[0]) : ipv6Text(words);
+  return Object.freeze({ family, words: Object.freeze(words), prefix, text: `${canonical}/${prefix}` });
 }
 
 /**
@@ -82,8 +118,11 @@ export function parseClientAddress(address: string): ClientAddress | null {
     const v4 = address.slice(7);
     if (isIPv4(v4)) return { family: 4, words: [ipv4Word(v4)], text: v4 };
   }
-  if (isIPv6(address)) return { family: 6, words: ipv6Words(address), text: address };
-  return null;
+  if (!isIPv6(address)) return null;
+  const words = ipv6Words(address);
+  // The hex spelling of a mapped address (::ffff:a00:f) is the same IPv4 client.
+  if (isMapped(words)) return { family: 4, words: [words[3]], text: ipv4Text(words[3]) };
+  return { family: 6, words, text: address };
 }
 
 export function cidrContains(cidr: Cidr, client: ClientAddress): boolean {
