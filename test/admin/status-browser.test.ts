@@ -1,0 +1,122 @@
+import * as fs from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { createAdminServer } from '../../src/admin/admin';
+import { connect, listen, onTeardown, portOf, startEchoServer, startGateway } from '../helpers/net';
+
+/** Debian's `chromium` package; CI installs it (see .ci/run). */
+const CHROMIUM = '/usr/bin/chromium';
+const haveChromium = fs.existsSync(CHROMIUM);
+if (!haveChromium) {
+  // eslint-disable-next-line no-console
+  console.warn(`SKIPPED status-browser tests: ${CHROMIUM} is missing (apt-get install -y chromium)`);
+}
+const describeIfChromium = haveChromium ? describe : describe.skip;
+
+/** Every wait in this file is bounded by this (ms). */
+const WAIT = 10_000;
+
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!haveChromium) return;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    timeout: 30_000,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}, 40_000);
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+/** Opens a page; collects console errors, page errors and CSP violations so a test can assert there were none. */
+async function openPage(url: string): Promise<{ page: Page; problems: string[] }> {
+  const context = await browser.newContext();
+  onTeardown(() => context.close());
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  const problems: string[] = [];
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  const res = await page.goto(url, { timeout: WAIT });
+  expect(res?.status()).toBe(200);
+  return { page, problems };
+}
+
+describeIfChromium('the status page in headless Chromium', () => {
+  test('a connection through the gateway appears with its client port and bytes, then disappears when closed', async () => {
+    const echo = await startEchoServer();
+    const gw = await startGateway(`
+admin: { listen: "127.0.0.1:0" }
+log: { events: "off" }
+services:
+  - name: echo
+    port: 0
+    bind: [127.0.0.1]
+    maxConnections: 9
+    destination: 127.0.0.1:${echo.port}
+`);
+    const admin = gw.adminAddress()!;
+    const { page, problems } = await openPage(`http://${admin.host}:${admin.port}/`);
+
+    // The script ran (the CSP admitted it) and the event stream is live.
+    await page.locator('#link[data-state="open"]').waitFor();
+    await page.locator('#state', { hasText: 'running' }).waitFor();
+    const service = page.locator('#services tr', { hasText: 'echo' });
+    await service.waitFor();
+    expect(await service.locator('td').allTextContents()).toEqual(['echo', `127.0.0.1:${portOf(gw, 'echo')}`, '0 / 9']);
+    await page.locator('#connections td.empty', { hasText: 'no open connections' }).waitFor();
+
+    const c = await connect(portOf(gw, 'echo'));
+    c.write('hello!');
+    await new Promise((r) => c.once('data', r));
+    const clientLabel = `127.0.0.1:${c.localPort}`;
+    const row = page.locator('#connections tr[data-id]', { hasText: clientLabel });
+    await row.waitFor({ state: 'visible' });
+    // Bytes arrive on a later tick than the row itself may; wait for the echoed 6 bytes.
+    await page.locator('#connections tr[data-id]', { hasText: clientLabel }).locator('td.num', { hasText: '6 B' }).nth(1).waitFor();
+    const cells = await row.locator('td').allTextContents();
+    expect(cells[1]).toBe('echo');
+    expect(cells[2]).toBe(clientLabel);
+    expect(cells[3]).toBe('-');
+    expect(cells[4]).toBe(`127.0.0.1:${echo.port}`);
+    expect(cells[5]).toBe('relaying');
+    expect(cells.slice(7)).toEqual(['6 B', '6 B']);
+    const id = await row.getAttribute('data-id');
+    expect(cells[0]).toBe(id);
+    await page.locator('#services tr', { hasText: 'echo' }).locator('td', { hasText: '1 / 9' }).waitFor();
+    expect(await page.locator('#count').textContent()).toBe('1');
+
+    c.destroy();
+    await row.waitFor({ state: 'detached' });
+    await page.locator('#connections td.empty', { hasText: 'no open connections' }).waitFor();
+    expect(await page.locator('#count').textContent()).toBe('0');
+    expect(problems).toEqual([]);
+  }, 60_000);
+
+  test('hostile text in the status is shown as text, never parsed as markup', async () => {
+    // The page must not trust the data: a destination or user name is rendered with textContent.
+    const evil = '<img src=x onerror="document.title=\'pwned\'"><b id=injected>bold</b>';
+    const server = createAdminServer({
+      metrics: async () => ({ contentType: 'text/plain', body: '' }),
+      healthy: () => true,
+      ready: () => true,
+      status: () => ({
+        version: '<i>1</i>', state: 'running',
+        services: [{ name: evil, active: 1, maxConnections: 1, listeners: [{ address: evil, intercept: false }] }],
+        connections: [{ id: 'c1', service: evil, client: '127.0.0.1:1', user: evil, destination: evil, state: 'relaying', since: evil, seconds: 1, bytesFromClient: 0, bytesToClient: 0 }],
+      }),
+    });
+    const port = await listen(server);
+    const { page, problems } = await openPage(`http://127.0.0.1:${port}/`);
+    const row = page.locator('#connections tr[data-id="c1"]');
+    await row.waitFor();
+    expect(await row.locator('td').nth(3).textContent()).toBe(evil);
+    expect(await page.locator('#version').textContent()).toBe('<i>1</i>');
+    expect(await page.locator('#injected').count()).toBe(0);
+    expect(await page.locator('img').count()).toBe(0);
+    expect(await page.title()).toBe('mapgate status');
+    expect(problems).toEqual([]);
+  }, 30_000);
+});

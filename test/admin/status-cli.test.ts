@@ -1,0 +1,152 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { connect, onTeardown, startEchoServer } from '../helpers/net';
+import type { StatusJson } from './sse';
+
+const CLI = path.resolve(__dirname, '../../dist/cli.js');
+
+beforeAll(() => {
+  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
+});
+
+/**
+ * A port that was free a moment ago. The gateway runs in another process, so it cannot bind
+ * port 0 and tell us the port through the config file the CLI reads back: `mapgate status`
+ * finds the admin endpoint by reading the same `admin.listen`. We bind port 0, note the port
+ * and release it; another process could take it in between, a race we accept in a test.
+ */
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port: 0 }, resolve);
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function writeConfig(text: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mapgate-status-'));
+  onTeardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'mappings.yaml');
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+/** Runs the CLI to completion (killed after `ms`); resolves its exit code and output. */
+function runCli(args: string[], ms = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    onTeardown(() => { child.kill('SIGKILL'); });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.once('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+}
+
+/** Starts `mapgate run`; resolves once it logged that it started. Killed at teardown. */
+async function startGatewayProcess(file: string): Promise<{ child: ChildProcess; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, [CLI, 'run', '-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  onTeardown(() => { child.kill('SIGKILL'); });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let stderr = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not start within 10 s: ${stderr}`)), 10_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (stderr.includes('"msg":"mapgate started"')) { clearTimeout(timer); resolve(); }
+    });
+    void exited.then((code) => { clearTimeout(timer); reject(new Error(`gateway exited with ${code}: ${stderr}`)); });
+  });
+  return { child, exited };
+}
+
+/** A table as `mapgate status` prints it: rows of whitespace-separated cells (no cell holds a space). */
+function parseTables(stdout: string): string[][][] {
+  return stdout.trimEnd().split('\n\n').map((t) => t.split('\n').map((line) => line.trim().split(/\s+/)));
+}
+
+describe('mapgate status', () => {
+  test('prints the running gateway\'s services and open connections as tables', async () => {
+    const echo = await startEchoServer();
+    const adminPort = await freePort();
+    const file = writeConfig(`
+admin: { listen: "127.0.0.1:${adminPort}" }
+log: { events: "off" }
+shutdownGrace: 1s
+services:
+  - name: echo
+    port: 0
+    bind: [127.0.0.1]
+    maxConnections: 5
+    destination: 127.0.0.1:${echo.port}
+`);
+    const gw = await startGatewayProcess(file);
+    const status = (await (await fetch(`http://127.0.0.1:${adminPort}/status`)).json()) as StatusJson;
+    const listener = status.services[0].listeners[0].address;
+    const servicePort = Number(listener.split(':').pop());
+
+    const c = await connect(servicePort);
+    c.write('1234567');
+    await new Promise((r) => c.once('data', r));
+    const open = await runCli(['status', '-c', file]);
+    expect(open.stderr).toBe('');
+    expect(open.code).toBe(0);
+    const [services, connections] = parseTables(open.stdout);
+    expect(services).toEqual([['SERVICE', 'ACTIVE', 'MAX', 'LISTENERS'], ['echo', '1', '5', listener]]);
+    expect(connections[0]).toEqual(['ID', 'SERVICE', 'CLIENT', 'USER', 'DESTINATION', 'SECONDS', 'FROM_CLIENT', 'TO_CLIENT']);
+    expect(connections).toHaveLength(2);
+    const [id, service, client, user, destination, seconds, fromClient, toClient] = connections[1];
+    expect(id).toMatch(/^\S+-\S+$/);
+    expect([service, client, user, destination]).toEqual(['echo', `127.0.0.1:${c.localPort}`, '-', `127.0.0.1:${echo.port}`]);
+    expect(Number(seconds)).toBeGreaterThanOrEqual(0);
+    expect(Number(seconds)).toBeLessThan(10);
+    expect([fromClient, toClient]).toEqual(['7', '7']);
+
+    c.destroy();
+    const deadline = Date.now() + 5000;
+    let after = await runCli(['status', '-c', file]);
+    while (parseTables(after.stdout)[1]?.length !== 1 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await runCli(['status', '-c', file]);
+    }
+    expect(after.code).toBe(0);
+    expect(parseTables(after.stdout)).toEqual([
+      [['SERVICE', 'ACTIVE', 'MAX', 'LISTENERS'], ['echo', '0', '5', listener]],
+      [['ID', 'SERVICE', 'CLIENT', 'USER', 'DESTINATION', 'SECONDS', 'FROM_CLIENT', 'TO_CLIENT']],
+    ]);
+
+    gw.child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([gw.exited, new Promise((r) => (timer = setTimeout(() => r('still running after 5 s'), 5000)))]);
+    clearTimeout(timer);
+    expect(code).toBe(0);
+
+    // Nobody answers on the admin port any more: exit 1 with the reason, no table.
+    const gone = await runCli(['status', '-c', file]);
+    expect(gone.code).toBe(1);
+    expect(gone.stdout).toBe('');
+    expect(gone.stderr).toMatch(/^mapgate: .*ECONNREFUSED/);
+  }, 40_000);
+
+  test('with admin.listen off there is nothing to ask: exit 1 and say so', async () => {
+    const file = writeConfig(`
+admin: { listen: "off" }
+services:
+  - name: s
+    port: 0
+    destination: 127.0.0.1:9
+`);
+    const r = await runCli(['status', '-c', file]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('admin.listen is off');
+  });
+});
