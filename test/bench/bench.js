@@ -1,0 +1,884 @@
+#!/usr/bin/env node
+'use strict';
+/**
+ * mapgate's benchmark against its peers (issue 5). See test/bench/README.md.
+ *
+ *   node test/bench/bench.js [--quick] [--rounds N] [--only mapgate,haproxy,...] [--idle N] [--keep]
+ *   node test/bench/bench.js --profile [mapgate|bare] [--quick]   conn/s run under node --cpu-prof
+ *
+ * Progress goes to stderr; the result table (markdown) to stdout. Every process it starts is
+ * killed by PID at the end, on error and on SIGINT/SIGTERM.
+ */
+const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const CLI = path.join(ROOT, 'dist', 'cli.js');
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+function parseOptions(argv) {
+  const o = { quick: false, rounds: null, only: null, idle: null, keep: false, profile: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') o.quick = true;
+    else if (a === '--keep') o.keep = true;
+    else if (a === '--profile') o.profile = ['mapgate', 'bare'].includes(argv[i + 1]) ? argv[++i] : 'mapgate';
+    else if (a === '--rounds') o.rounds = positiveInt(a, argv[++i]);
+    else if (a === '--idle') o.idle = positiveInt(a, argv[++i]);
+    else if (a === '--only') o.only = String(argv[++i] || '').split(',').filter(Boolean);
+    else if (a === '-h' || a === '--help') {
+      process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(2, 11).join('\n') + '\n');
+      process.exit(0);
+    } else {
+      process.stderr.write(`bench: unknown argument ${a}\n`);
+      process.exit(2);
+    }
+  }
+  return o;
+}
+
+function positiveInt(flag, v) {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) {
+    process.stderr.write(`bench: ${flag} needs a positive integer\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const opts = parseOptions(process.argv.slice(2));
+
+/** Durations in seconds, counts; --quick keeps the whole run under two minutes. */
+const D = opts.quick
+  ? { rounds: 1, iperfSecs: 1, wrkSecs: 2, warmSecs: 1, idleConns: 500, slowConns: 8, slowSecs: 2, profileSecs: 5, deadlineSecs: 300 }
+  : { rounds: 3, iperfSecs: 5, wrkSecs: 8, warmSecs: 2, idleConns: 2000, slowConns: 16, slowSecs: 8, profileSecs: 10, deadlineSecs: 2400 };
+if (opts.rounds) D.rounds = opts.rounds;
+if (opts.idle) D.idleConns = Math.min(opts.idle, 8000); // the fd limit must stay far away
+const CONN_CLIENTS = 32;
+const LATENCY_CLIENTS = 64;
+const SLOW_READ_BYTES_PER_SEC = 1024 * 1024;
+const SLOW_READER_LIMIT_MB = 64;
+
+const CPUS = os.cpus().length;
+const PIN = CPUS >= 2;
+const CLK_TCK = (() => {
+  try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100; } catch { return 100; }
+})();
+
+function log(msg) {
+  process.stderr.write(`[bench ${elapsed()}] ${msg}\n`);
+}
+const T0 = Date.now();
+function elapsed() { return `${((Date.now() - T0) / 1000).toFixed(0).padStart(4)}s`; }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Processes: every one we start is recorded, and killed by PID (with its descendants) at the end.
+
+const started = new Set();
+
+function which(cmd) {
+  for (const dir of (process.env.PATH || '').split(':').concat(['/usr/sbin', '/sbin'])) {
+    const p = path.join(dir, cmd);
+    try { fs.accessSync(p, fs.constants.X_OK); return p; } catch { /* next */ }
+  }
+  return null;
+}
+
+/** Spawns `cmd args` pinned to `core` (when pinning), output to files in the work dir. */
+function startProcess(name, cmd, args, core) {
+  const pinned = PIN && core !== null ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args];
+  const out = fs.openSync(path.join(WORK, `${name}.out`), 'a');
+  const err = fs.openSync(path.join(WORK, `${name}.err`), 'a');
+  const child = spawn(pinned[0], pinned[1], { stdio: ['ignore', out, err], cwd: WORK });
+  fs.closeSync(out);
+  fs.closeSync(err);
+  child.benchName = name;
+  child.exited = false;
+  started.add(child);
+  child.on('exit', (code, signal) => {
+    child.exited = true;
+    child.exitInfo = signal || code;
+  });
+  child.on('error', (e) => {
+    child.exited = true;
+    child.exitInfo = e.message;
+  });
+  return child;
+}
+
+/** Runs a command to completion (bounded by `timeoutMs`), returning its stdout. */
+function run(cmd, args, core, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const pinned = PIN && core !== null ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args];
+    const child = spawn(pinned[0], pinned[1], { stdio: ['ignore', 'pipe', 'pipe'] });
+    started.add(child);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => {
+      killTree(child.pid, 'SIGKILL');
+      reject(new Error(`${cmd} did not finish within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('error', (e) => { clearTimeout(timer); started.delete(child); reject(e); });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      started.delete(child);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${cmd} exited ${code}: ${(err || out).trim().split('\n').slice(-3).join(' | ')}`));
+    });
+  });
+}
+
+/** pid → child pids, from /proc. */
+function childrenMap() {
+  const map = new Map();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readStat(Number(entry));
+    if (!stat) continue;
+    if (!map.has(stat.ppid)) map.set(stat.ppid, []);
+    map.get(stat.ppid).push(Number(entry));
+  }
+  return map;
+}
+
+function descendants(pid, map = childrenMap()) {
+  const out = [];
+  const stack = [...(map.get(pid) || [])];
+  while (stack.length > 0 && out.length < 100_000) {
+    const p = stack.pop();
+    out.push(p);
+    stack.push(...(map.get(p) || []));
+  }
+  return out;
+}
+
+function killTree(pid, signal) {
+  if (!pid) return;
+  for (const p of [pid, ...descendants(pid)]) {
+    try { process.kill(p, signal); } catch { /* already gone */ }
+  }
+}
+
+async function stopAll() {
+  await stopProcesses([...started]);
+}
+
+/** Stops the given processes (and their descendants) by PID: SIGTERM, then SIGKILL after 3 s. */
+async function stopProcesses(children) {
+  const trees = children.filter((c) => c.pid && !c.exited).map((c) => [c.pid, ...descendants(c.pid)]);
+  for (const pids of trees) for (const p of pids) { try { process.kill(p, 'SIGTERM'); } catch { /* gone */ } }
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline && trees.some((pids) => pids.some(alive))) await sleep(50);
+  for (const pids of trees) for (const p of pids) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+  for (const c of children) started.delete(c);
+}
+
+function alive(pid) {
+  const s = readStat(pid);
+  return s !== null && s.state !== 'Z';
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc readings
+
+/** Fields of /proc/PID/stat after the command name: state, ppid, CPU ticks. */
+function readStat(pid) {
+  let text;
+  try { text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { return null; }
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // f[0] is field 3 (state); utime is field 14, stime 15, cutime 16, cstime 17.
+  return { state: f[0], ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), childTicks: Number(f[13]) + Number(f[14]) };
+}
+
+/**
+ * CPU time (µs) of a proxy: its processes, the children they reaped (socat forks one per
+ * connection) and the children still alive. A delta of two readings is the CPU spent between them.
+ */
+function cpuMicros(rootPids) {
+  const map = childrenMap();
+  let ticks = 0;
+  for (const pid of rootPids) {
+    const s = readStat(pid);
+    if (!s) continue;
+    ticks += s.ticks + s.childTicks;
+    for (const d of descendants(pid, map)) {
+      const ds = readStat(d);
+      if (ds) ticks += ds.ticks + ds.childTicks;
+    }
+  }
+  return (ticks * 1e6) / CLK_TCK;
+}
+
+function statusKiB(pid, field) {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch { return 0; }
+}
+
+function pssKiB(pid) {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    if (m) return Number(m[1]);
+  } catch { /* older kernel */ }
+  return statusKiB(pid, 'VmRSS');
+}
+
+/**
+ * Memory (KiB) of a proxy: VmRSS of its own processes; per-connection children (socat's forks)
+ * count their Pss, so the pages they share with their parent are not counted once per connection.
+ */
+function memKiB(rootPids) {
+  const map = childrenMap();
+  let kib = 0;
+  for (const pid of rootPids) {
+    kib += statusKiB(pid, 'VmRSS');
+    for (const d of descendants(pid, map)) kib += pssKiB(d);
+  }
+  return kib;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sockets
+
+/** Distinct free loopback ports (the external peers cannot report a port-0 bind back to us). */
+async function freePorts(n) {
+  const servers = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = net.createServer();
+      await new Promise((resolve, reject) => { s.once('error', reject); s.listen(0, '127.0.0.1', resolve); });
+      servers.push(s);
+    }
+    return servers.map((s) => s.address().port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
+async function waitPort(port, timeoutMs, watch) {
+  const deadline = Date.now() + timeoutMs;
+  const children = [].concat(watch || []);
+  while (Date.now() < deadline) {
+    const child = children.find((c) => c.exited);
+    if (child) throw new Error(`${child.benchName} exited (${child.exitInfo}): see ${path.join(WORK, child.benchName + '.err')}`);
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+}
+
+function httpGet(port, pathName = '/', timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: pathName, agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET :${port}${pathName} timed out`)));
+    req.on('error', reject);
+  });
+}
+
+/** Opens a connection to the data upstream through `port` and waits for its "h": end to end. */
+function holdConnection(port, timeoutMs) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    const timer = setTimeout(() => { s.destroy(); resolve(null); }, timeoutMs);
+    s.on('error', () => { clearTimeout(timer); s.destroy(); resolve(null); });
+    s.once('connect', () => s.write('H'));
+    s.once('data', (d) => {
+      clearTimeout(timer);
+      resolve(d[0] === 0x68 ? s : (s.destroy(), null));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstreams and proxies
+
+let WORK = '';
+
+/** Upstreams on the load generator's core: iperf3 server, HTTP (nginx or Node), data server. */
+async function startUpstreams(ports) {
+  const ups = { iperf: ports[0], http: ports[1], data: ports[2], httpServer: null };
+  const iperf = startProcess('iperf3-server', 'iperf3', ['-s', '-p', String(ups.iperf), '-B', '127.0.0.1'], 1);
+  const nodeArgs = [path.join(__dirname, 'upstream.js'), '--data', String(ups.data)];
+  const nginx = which('nginx');
+  let httpChild = null;
+  if (nginx) {
+    const conf = path.join(WORK, 'nginx-http.conf');
+    fs.writeFileSync(conf, `daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid ${WORK}/nginx-http.pid;
+error_log ${WORK}/nginx-http.log warn;
+events { worker_connections 10000; }
+http {
+  access_log off;
+  client_body_temp_path ${WORK}/nginx-http-body;
+  proxy_temp_path ${WORK}/nginx-http-proxy;
+  fastcgi_temp_path ${WORK}/nginx-http-fastcgi;
+  uwsgi_temp_path ${WORK}/nginx-http-uwsgi;
+  scgi_temp_path ${WORK}/nginx-http-scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 75s;
+  server {
+    listen 127.0.0.1:${ups.http} backlog=4096;
+    location / { default_type text/plain; return 200 "ok\\n"; }
+  }
+}
+`);
+    httpChild = startProcess('nginx-http', nginx, ['-p', WORK, '-c', conf, '-e', `${WORK}/nginx-http.log`], 1);
+    ups.httpServer = 'nginx';
+  } else {
+    nodeArgs.push('--http', String(ups.http));
+    ups.httpServer = 'node:http';
+  }
+  const node = startProcess('upstream', process.execPath, nodeArgs, 1);
+  await waitPort(ups.iperf, 10_000, iperf);
+  await waitPort(ups.data, 10_000, node);
+  await waitPort(ups.http, 10_000, httpChild || node);
+  const res = await httpGet(ups.http);
+  if (res.status !== 200 || res.body !== 'ok\n') throw new Error(`HTTP upstream answered ${res.status} ${JSON.stringify(res.body)}`);
+  return ups;
+}
+
+/**
+ * The proxies. `start(listen, ups)` starts one on core 0 forwarding listen.iperf/http/data to
+ * the upstreams and returns the root processes to measure. Missing binaries skip a proxy.
+ */
+const PROXIES = [
+  {
+    key: 'mapgate', label: 'mapgate',
+    available: () => fs.existsSync(CLI) || 'dist/cli.js missing: run npm run build',
+    start: (l, ups) => startMapgate(l, ups, false),
+  },
+  {
+    key: 'haproxy', label: 'HAProxy (mode tcp)',
+    available: () => !!which('haproxy') || 'haproxy not installed',
+    start(l, ups) {
+      const conf = path.join(WORK, 'haproxy.cfg');
+      const block = (name, port, target) => `listen ${name}\n  bind 127.0.0.1:${port}\n  server s1 127.0.0.1:${target}\n`;
+      fs.writeFileSync(conf, `global
+  nbthread 1
+  maxconn 9000
+defaults
+  mode tcp
+  maxconn 9000
+  timeout connect 5s
+  timeout client 30m
+  timeout server 30m
+${block('iperf', l.iperf, ups.iperf)}${block('http', l.http, ups.http)}${block('data', l.data, ups.data)}`);
+      return [startProcess('haproxy', which('haproxy'), ['-f', conf, '-db'], 0)];
+    },
+  },
+  {
+    key: 'nginx', label: 'nginx stream',
+    available() {
+      if (!which('nginx')) return 'nginx not installed';
+      return !!streamModule() || 'nginx stream module missing (libnginx-mod-stream)';
+    },
+    start(l, ups) {
+      const conf = path.join(WORK, 'nginx-stream.conf');
+      const mod = streamModule();
+      const server = (port, target) => `  server { listen 127.0.0.1:${port} backlog=4096; proxy_pass 127.0.0.1:${target}; proxy_timeout 30m; }\n`;
+      fs.writeFileSync(conf, `${mod === 'builtin' ? '' : `load_module ${mod};\n`}daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid ${WORK}/nginx-stream.pid;
+error_log ${WORK}/nginx-stream.log warn;
+events { worker_connections 10000; }
+stream {
+${server(l.iperf, ups.iperf)}${server(l.http, ups.http)}${server(l.data, ups.data)}}
+`);
+      return [startProcess('nginx-stream', which('nginx'), ['-p', WORK, '-c', conf, '-e', `${WORK}/nginx-stream.log`], 0)];
+    },
+  },
+  {
+    key: 'socat', label: 'socat (fork)',
+    available: () => !!which('socat') || 'socat not installed',
+    start(l, ups) {
+      return [[l.iperf, ups.iperf], [l.http, ups.http], [l.data, ups.data]].map(([port, target], i) =>
+        startProcess(`socat-${i}`, which('socat'), [`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,backlog=4096`, `TCP:127.0.0.1:${target}`], 0));
+    },
+  },
+  {
+    key: 'rinetd', label: 'rinetd',
+    available: () => !!which('rinetd') || 'rinetd not installed',
+    start(l, ups) {
+      const conf = path.join(WORK, 'rinetd.conf');
+      fs.writeFileSync(conf, [[l.iperf, ups.iperf], [l.http, ups.http], [l.data, ups.data]]
+        .map(([port, target]) => `127.0.0.1 ${port} 127.0.0.1 ${target}`).join('\n') + '\n');
+      return [startProcess('rinetd', which('rinetd'), ['-f', '-c', conf], 0)];
+    },
+  },
+  {
+    key: 'bare', label: 'bare Node pipe proxy',
+    available: () => true,
+    start(l, ups) {
+      return [startProcess('bare-proxy', process.execPath, [path.join(__dirname, 'bare-proxy.js'),
+        `${l.iperf}:127.0.0.1:${ups.iperf}`, `${l.http}:127.0.0.1:${ups.http}`, `${l.data}:127.0.0.1:${ups.data}`], 0)];
+    },
+  },
+];
+
+function streamModule() {
+  try {
+    if (/--with-stream(\s|$)/.test(execFileSync(which('nginx'), ['-V'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }))) return 'builtin';
+  } catch { /* fall through to the module */ }
+  for (const p of ['/usr/lib/nginx/modules/ngx_stream_module.so', '/usr/share/nginx/modules/ngx_stream_module.so']) {
+    if (fs.existsSync(p)) return p;
+  }
+  return null;
+}
+
+/**
+ * mapgate with everything on: a user table and mapping rules evaluated per connection, events
+ * logged to a file, metrics served on the admin endpoint.
+ */
+function startMapgate(l, ups, profile) {
+  const conf = path.join(WORK, 'mapgate.yaml');
+  const service = (name, port, target) => `  - name: ${name}
+    port: ${port}
+    bind: [127.0.0.1]
+    destination: 127.0.0.1:${target}
+    mappings:
+      - source: [192.0.2.0/24]
+        action: reject
+      - user: bench
+        destination: 127.0.0.1:${target}
+`;
+  fs.writeFileSync(conf, `admin:
+  listen: 127.0.0.1:${l.admin}
+log:
+  events: ${path.join(WORK, 'mapgate-events.jsonl')}
+shutdownGrace: 1s
+defaults:
+  connectTimeout: 5s
+  idleTimeout: 30m
+  maxConnections: 9000
+users:
+  bench: { sources: [127.0.0.0/8] }
+services:
+${service('iperf', l.iperf, ups.iperf)}${service('http', l.http, ups.http)}${service('data', l.data, ups.data)}`);
+  const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(WORK, 'profile')] : [];
+  return [startProcess('mapgate', process.execPath, [...nodeArgs, CLI, 'run', '-c', conf], 0)];
+}
+
+/** Starts a proxy and checks each of its three ports forwards end to end. */
+async function launch(proxy, ups) {
+  const [iperf, httpPort, data, admin] = await freePorts(4);
+  const listen = { iperf, http: httpPort, data, admin };
+  const children = proxy.start(listen, ups);
+  for (const port of [iperf, httpPort, data]) await waitPort(port, 15_000, children);
+  await sleep(200);
+  const dead = children.find((c) => c.exited);
+  if (dead) throw new Error(`${dead.benchName} exited (${dead.exitInfo})`);
+  const res = await httpGet(httpPort);
+  if (res.status !== 200 || res.body !== 'ok\n') throw new Error(`HTTP through the proxy answered ${res.status}`);
+  const held = await holdConnection(data, 5000);
+  if (!held) throw new Error('data port does not reach the data upstream');
+  held.destroy();
+  return { ...proxy, listen, children, pids: children.map((c) => c.pid) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+async function iperf(p, streams, secs) {
+  let lastErr = null;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const out = await run('iperf3', ['-c', '127.0.0.1', '-p', String(p.listen.iperf), '-t', String(secs), '-P', String(streams), '-J', '--connect-timeout', '3000'], 1, (secs + 15) * 1000);
+      const j = JSON.parse(out);
+      if (j.error) throw new Error(j.error);
+      return j.end.sum_received.bits_per_second / 1e9;
+    } catch (err) {
+      lastErr = err;
+      // iperf3's server takes a moment to be free again after a test ("the server is busy").
+      await sleep(1000);
+    }
+  }
+  throw lastErr;
+}
+
+/** wrk against the HTTP port; returns requests, rate, p99 (ms) and error counts. */
+async function wrk(p, conns, secs, { close = false, latency = false } = {}) {
+  const args = ['-t', '1', '-c', String(conns), '-d', `${secs}s`, '--timeout', '2s'];
+  if (close) args.push('-H', 'Connection: close');
+  if (latency) args.push('--latency');
+  args.push(`http://127.0.0.1:${p.listen.http}/`);
+  const out = await run('wrk', args, 1, (secs + 15) * 1000);
+  const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : null; };
+  const requests = num(/(\d+) requests in/);
+  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const result = {
+    requests,
+    rate: num(/Requests\/sec:\s+([\d.]+)/),
+    non2xx: num(/Non-2xx or 3xx responses: (\d+)/) || 0,
+    errors: errs ? { connect: +errs[1], read: +errs[2], write: +errs[3], timeout: +errs[4] } : null,
+    p99: null,
+  };
+  const m = /^\s+99%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out);
+  if (m) result.p99 = Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]];
+  if (requests === null || result.rate === null) throw new Error(`cannot read wrk output: ${out.trim().slice(0, 200)}`);
+  return result;
+}
+
+function describeErrors(r) {
+  const e = r.errors;
+  const parts = [];
+  if (e) for (const k of ['connect', 'read', 'write', 'timeout']) if (e[k]) parts.push(`${k} ${e[k]}`);
+  if (r.non2xx) parts.push(`non-2xx ${r.non2xx}`);
+  return parts.length ? ` (errors: ${parts.join(', ')})` : '';
+}
+
+async function connRate(p, secs = D.wrkSecs) {
+  const before = cpuMicros(p.pids);
+  const r = await wrk(p, CONN_CLIENTS, secs, { close: true });
+  const cpu = cpuMicros(p.pids) - before;
+  const completed = r.requests - r.non2xx;
+  return { rate: r.rate, cpuPerConn: completed > 0 ? cpu / completed : null, note: describeErrors(r) };
+}
+
+async function keepAliveP99(p) {
+  const r = await wrk(p, LATENCY_CLIENTS, D.wrkSecs, { latency: true });
+  return { p99: r.p99, note: describeErrors(r) };
+}
+
+/** Opens `n` held connections (64 at a time), measures the proxy's memory delta per connection. */
+async function idleMemory(p, n) {
+  await sleep(300);
+  const before = memKiB(p.pids);
+  const sockets = [];
+  const deadline = Date.now() + 60_000;
+  let failed = 0;
+  try {
+    while (sockets.length + failed < n && Date.now() < deadline) {
+      const batch = Math.min(64, n - sockets.length - failed);
+      const got = await Promise.all(Array.from({ length: batch }, () => holdConnection(p.listen.data, 10_000)));
+      for (const s of got) {
+        if (s) { s.on('error', () => {}); sockets.push(s); } else failed++;
+      }
+    }
+    await sleep(1000);
+    const after = memKiB(p.pids);
+    if (sockets.length === 0) throw new Error('no idle connection could be opened');
+    return { kib: (after - before) / sockets.length, opened: sockets.length, note: sockets.length < n ? ` (only ${sockets.length} of ${n} opened)` : '' };
+  } finally {
+    for (const s of sockets) s.destroy();
+    await sleep(500);
+  }
+}
+
+/** Slow readers pull a stream the upstream writes as fast as backpressure lets it; peak growth in MB. */
+async function slowReader(p) {
+  await sleep(200);
+  const before = memKiB(p.pids);
+  let peak = before;
+  let received = 0;
+  const sockets = [];
+  const start = Date.now();
+  const sampler = setInterval(() => { peak = Math.max(peak, memKiB(p.pids)); }, 100);
+  try {
+    for (let i = 0; i < D.slowConns; i++) {
+      const s = net.connect(p.listen.data, '127.0.0.1');
+      s.on('error', () => {});
+      s.once('connect', () => s.write('S'));
+      let got = 0;
+      let timer = null;
+      s.on('data', (d) => {
+        got += d.length;
+        received += d.length;
+        const dueMs = (got / SLOW_READ_BYTES_PER_SEC) * 1000 - (Date.now() - start);
+        if (dueMs > 5 && !timer) {
+          s.pause();
+          timer = setTimeout(() => { timer = null; s.resume(); }, dueMs);
+        }
+      });
+      s.on('close', () => clearTimeout(timer));
+      sockets.push(s);
+    }
+    await sleep(D.slowSecs * 1000);
+    peak = Math.max(peak, memKiB(p.pids));
+    return { mb: (peak - before) / 1024, note: ` (read ${(received / 1048576).toFixed(1)} MiB)` };
+  } finally {
+    clearInterval(sampler);
+    for (const s of sockets) s.destroy();
+    await sleep(500);
+  }
+}
+
+const METRICS = [
+  { key: 'tp1', title: '1-stream Gbit/s', better: 'high', fmt: (v) => v.toFixed(1), measure: async (p) => ({ value: await iperf(p, 1, D.iperfSecs) }) },
+  { key: 'tp8', title: '8-stream Gbit/s', better: 'high', fmt: (v) => v.toFixed(1), measure: async (p) => ({ value: await iperf(p, 8, D.iperfSecs) }) },
+  { key: 'conn', title: `conn/s (close, ${CONN_CLIENTS} conns)`, better: 'high', fmt: (v) => (v >= 1000 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(0)) },
+  { key: 'cpu', title: 'CPU µs/conn', better: 'low', fmt: (v) => v.toFixed(0) },
+  { key: 'p99', title: `keep-alive p99 ms (${LATENCY_CLIENTS} conns)`, better: 'low', fmt: (v) => (v < 10 ? v.toFixed(2) : v.toFixed(1)), measure: async (p) => { const r = await keepAliveP99(p); return { value: r.p99, note: r.note }; } },
+  { key: 'idle', title: 'KiB/idle conn', better: 'low', fmt: (v) => v.toFixed(1), measure: async (p) => { const r = await idleMemory(p, D.idleConns); return { value: r.kib, note: r.note }; } },
+  { key: 'slow', title: `slow-reader growth MB (${D.slowConns} readers)`, better: 'low', fmt: (v) => v.toFixed(1), measure: async (p) => { const r = await slowReader(p); return { value: r.mb, note: r.note }; } },
+];
+
+/** mapgate ÷ HAProxy targets of issue 5 (absolute where the issue gives an absolute bound). */
+const TARGETS = {
+  tp1: { text: '≥ 1.0×', ok: (v, h) => v / h >= 1.0 },
+  tp8: { text: '≥ 1.0×', ok: (v, h) => v / h >= 1.0 },
+  conn: { text: '≥ 0.6× and > bare', ok: (v, h, b) => v / h >= 0.6 && (b === null || v > b) },
+  cpu: { text: '≤ 1.7×', ok: (v, h) => v / h <= 1.7 },
+  p99: { text: '≤ 1.5×', ok: (v, h) => v / h <= 1.5 },
+  idle: { text: '≤ 8 KiB', absolute: true, ok: (v) => v <= 8 },
+  slow: { text: `< ${SLOW_READER_LIMIT_MB} MB`, absolute: true, ok: (v) => v < SLOW_READER_LIMIT_MB },
+};
+
+/**
+ * One round of one proxy, on a fresh process: memory first (so earlier tests have not grown a
+ * heap the idle connections would then fit in), then a warm-up, then throughput and requests.
+ */
+async function measureProxy(def, ups, results) {
+  const record = (key, value, note = '') => {
+    results[def.key][key].push(value);
+    const m = METRICS.find((x) => x.key === key);
+    log(`  ${def.key.padEnd(8)} ${m.title.padEnd(34)} ${value === null ? 'failed' : m.fmt(value)}${note}`);
+  };
+  let p;
+  try {
+    p = await launch(def, ups);
+  } catch (err) {
+    log(`  ${def.key}: did not start: ${err.message}`);
+    for (const m of METRICS) results[def.key][m.key].push(null);
+    return;
+  }
+  try {
+    for (const key of ['idle', 'slow', 'warm', 'tp1', 'tp8', 'conn', 'p99']) {
+      const dead = p.children.find((c) => c.exited);
+      if (dead) {
+        log(`  ${def.key}: ${dead.benchName} exited (${dead.exitInfo}); rest of this round skipped`);
+        for (const m of METRICS) if (results[def.key][m.key].length < results.rounds) results[def.key][m.key].push(null);
+        return;
+      }
+      try {
+        if (key === 'warm') {
+          // JIT warm-up for the Node proxies; the others get the same traffic.
+          await wrk(p, CONN_CLIENTS, D.warmSecs, { close: true });
+        } else if (key === 'conn') {
+          const r = await connRate(p);
+          record('conn', r.rate, r.note);
+          record('cpu', r.cpuPerConn);
+        } else {
+          const r = await METRICS.find((m) => m.key === key).measure(p);
+          record(key, r.value, r.note || '');
+        }
+      } catch (err) {
+        log(`  ${def.key} ${key}: ${err.message}`);
+        if (key === 'conn') { record('conn', null); record('cpu', null); } else if (key !== 'warm') record(key, null);
+      }
+    }
+    if (def.key === 'mapgate') await mapgateSanity(p);
+  } finally {
+    await stopProcesses(p.children);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function median(values) {
+  const v = values.filter((x) => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const mid = v.length >> 1;
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+function table(proxies, results, env) {
+  const med = {};
+  for (const p of proxies) {
+    med[p.key] = {};
+    for (const m of METRICS) med[p.key][m.key] = median(results[p.key][m.key]);
+  }
+  const ratio = (v, ref) => (v === null || ref === null || ref === undefined || ref === 0 ? '–' : `${(v / ref).toFixed(2)}×`);
+  const lines = [];
+  lines.push(`mapgate bench: ${env.date}, ${env.machine}; ${env.rounds} round${env.rounds === 1 ? '' : 's'} (medians)${env.quick ? ', --quick' : ''}; ${env.pinning}; HTTP upstream ${env.httpServer}.`);
+  lines.push('Cells: median (× HAProxy / × bare Node proxy). Last row: mapgate against the targets of issue 5.');
+  lines.push('');
+  lines.push(`| proxy | ${METRICS.map((m) => m.title).join(' | ')} |`);
+  lines.push(`|---|${METRICS.map(() => '---:').join('|')}|`);
+  for (const p of proxies) {
+    const cells = METRICS.map((m) => {
+      const v = med[p.key][m.key];
+      if (v === null) return 'fail';
+      const h = med.haproxy ? med.haproxy[m.key] : null;
+      const b = med.bare ? med.bare[m.key] : null;
+      return `${m.fmt(v)} (${ratio(v, h)} / ${ratio(v, b)})`;
+    });
+    lines.push(`| ${p.label} | ${cells.join(' | ')} |`);
+  }
+  if (med.mapgate) {
+    const cells = METRICS.map((m) => {
+      const t = TARGETS[m.key];
+      const v = med.mapgate[m.key];
+      const h = med.haproxy ? med.haproxy[m.key] : null;
+      const b = med.bare ? med.bare[m.key] : null;
+      if (v === null) return `${t.text} ✗ (no result)`;
+      if (!t.absolute && !h) return `${t.text} ? (no HAProxy)`;
+      return `${t.text} ${t.ok(v, h, b) ? '✓' : '✗'}`;
+    });
+    lines.push(`| *mapgate target* | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+function environment(ups) {
+  const cpu = os.cpus()[0] ? os.cpus()[0].model.replace(/\s+/g, ' ').trim() : 'unknown CPU';
+  return {
+    date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
+    machine: `${cpu}, ${CPUS} cores, Linux ${os.release()}, Node ${process.version}`,
+    rounds: D.rounds,
+    quick: opts.quick,
+    pinning: PIN ? 'proxy on core 0, load generators and upstreams on core 1' : 'one core: no pinning',
+    httpServer: ups.httpServer,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function mapgateSanity(p) {
+  const events = path.join(WORK, 'mapgate-events.jsonl');
+  let lines = 0;
+  try {
+    const fd = fs.openSync(events, 'r');
+    const buf = Buffer.alloc(1 << 20);
+    let n;
+    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) for (let i = 0; i < n; i++) if (buf[i] === 10) lines++;
+    fs.closeSync(fd);
+  } catch { /* reported as 0 */ }
+  let total = null;
+  try {
+    const res = await httpGet(p.listen.admin, '/metrics');
+    total = 0;
+    for (const m of res.body.matchAll(/^mapgate_connections_total\{[^}]*\} (\d+)/gm)) total += Number(m[1]);
+  } catch (err) {
+    log(`mapgate /metrics: ${err.message}`);
+  }
+  log(`mapgate: ${lines} event lines logged, /metrics mapgate_connections_total = ${total}`);
+}
+
+async function benchmark() {
+  const only = opts.only;
+  const candidates = PROXIES.filter((p) => !only || only.includes(p.key));
+  const tools = ['iperf3', 'wrk'].filter((t) => !which(t));
+  if (tools.length) throw new Error(`missing load tools: ${tools.join(', ')} (run test/bench/install-peers.sh)`);
+  const ups = await startUpstreams(await freePorts(3));
+  log(`upstreams: iperf3 :${ups.iperf}, HTTP (${ups.httpServer}) :${ups.http}, data :${ups.data}`);
+
+  const proxies = [];
+  for (const p of candidates) {
+    const ok = p.available();
+    if (ok === true) proxies.push(p);
+    else log(`skip ${p.key}: ${ok}`);
+  }
+  if (proxies.length === 0) throw new Error('no proxy available');
+
+  const results = { rounds: 0 };
+  for (const p of proxies) {
+    results[p.key] = {};
+    for (const m of METRICS) results[p.key][m.key] = [];
+  }
+  for (let round = 1; round <= D.rounds; round++) {
+    log(`round ${round} of ${D.rounds}`);
+    results.rounds = round;
+    for (const p of proxies) await measureProxy(p, ups, results);
+  }
+  for (const p of proxies) {
+    for (const m of METRICS) {
+      const v = results[p.key][m.key].filter((x) => x !== null);
+      if (v.length > 1) log(`range ${p.key.padEnd(8)} ${m.title.padEnd(34)} ${m.fmt(Math.min(...v))}–${m.fmt(Math.max(...v))}`);
+    }
+  }
+  const raw = path.join(os.tmpdir(), 'mapgate-bench-last.json');
+  fs.writeFileSync(raw, JSON.stringify({ env: environment(ups), durations: D, results }, null, 2));
+  log(`raw results: ${raw}`);
+  process.stdout.write(table(proxies, results, environment(ups)));
+}
+
+/** A conn/s run of mapgate (or the bare proxy) under `node --cpu-prof`; prints the top functions. */
+async function profile(which) {
+  const { top } = require('./top-profile');
+  const ups = await startUpstreams(await freePorts(3));
+  const [iperf, httpPort, data, admin] = await freePorts(4);
+  const listen = { iperf, http: httpPort, data, admin };
+  const dir = path.join(WORK, 'profile');
+  const [child] = which === 'bare'
+    ? [startProcess('bare-proxy', process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, path.join(__dirname, 'bare-proxy.js'),
+      `${iperf}:127.0.0.1:${ups.iperf}`, `${httpPort}:127.0.0.1:${ups.http}`, `${data}:127.0.0.1:${ups.data}`], 0)]
+    : startMapgate(listen, ups, true);
+  for (const port of [iperf, httpPort, data]) await waitPort(port, 15_000, child);
+  const p = { key: which, listen, children: [child], pids: [child.pid] };
+  await wrk(p, CONN_CLIENTS, D.warmSecs, { close: true });
+  const r = await connRate(p, D.profileSecs);
+  log(`${which} under --cpu-prof: ${r.rate.toFixed(0)} conn/s, ${r.cpuPerConn.toFixed(0)} µs CPU/conn${r.note}`);
+  process.kill(child.pid, 'SIGINT');
+  const deadline = Date.now() + 20_000;
+  while (!child.exited && Date.now() < deadline) await sleep(100);
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')) : [];
+  if (files.length === 0) throw new Error(`${which} wrote no .cpuprofile`);
+  const keep = path.join(os.tmpdir(), `${which}-bench.cpuprofile`);
+  fs.copyFileSync(path.join(dir, files[0]), keep);
+  log(`profile: ${keep} (open it in Chrome DevTools › Performance, or speedscope)`);
+  process.stdout.write(top(keep, 30));
+}
+
+async function main() {
+  WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'mapgate-bench-'));
+  log(`work dir ${WORK}; ${CPUS} cores${PIN ? '; pinning proxies to core 0, load to core 1' : ''}`);
+  if (PIN) {
+    // The harness itself (idle and slow-reader clients) belongs with the load generators.
+    try { execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' }); } catch { log('taskset failed: not pinning the harness'); }
+  }
+  const deadline = setTimeout(() => {
+    log(`deadline of ${D.deadlineSecs} s reached: stopping`);
+    shutdown(1);
+  }, D.deadlineSecs * 1000);
+  try {
+    if (opts.profile) await profile(opts.profile);
+    else await benchmark();
+  } finally {
+    clearTimeout(deadline);
+  }
+}
+
+let stopping = false;
+async function shutdown(code) {
+  if (stopping) return;
+  stopping = true;
+  await stopAll();
+  if (WORK && !opts.keep) fs.rmSync(WORK, { recursive: true, force: true });
+  else if (WORK) log(`kept ${WORK}`);
+  process.exit(code);
+}
+
+process.on('SIGINT', () => { log('SIGINT: stopping'); shutdown(130); });
+process.on('SIGTERM', () => { log('SIGTERM: stopping'); shutdown(143); });
+
+main().then(() => shutdown(0), (err) => {
+  log(`error: ${err.stack || err.message}`);
+  shutdown(1);
+});

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs the benchmark's peers and load tools from Debian's packages.
+# Run as root (or through sudo). The services these packages enable at install time are stopped
+# and disabled: the benchmark starts its own instances with generated configs on loopback.
+set -eu
+
+SUDO=''
+if [ "$(id -u)" -ne 0 ]; then SUDO='sudo'; fi
+
+PACKAGES='haproxy nginx libnginx-mod-stream socat rinetd iperf3 wrk'
+
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $PACKAGES
+
+# Debian starts haproxy, nginx, rinetd (and sometimes iperf3) as system services; they would
+# hold ports and CPU during a run. Stop them where a service manager exists; ignore failures.
+for svc in haproxy nginx rinetd iperf3; do
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  elif command -v service >/dev/null 2>&1; then
+    $SUDO service "$svc" stop >/dev/null 2>&1 || true
+  fi
+done
+
+for tool in haproxy nginx socat rinetd iperf3 wrk taskset; do
+  if command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ]; then
+    echo "ok: $tool"
+  else
+    echo "missing: $tool" >&2
+  fi
+done
