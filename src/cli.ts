@@ -84,7 +84,8 @@ function logLine(record: object): void {
 async function run(file: string): Promise<number> {
   const config = load(file);
   if (!config) return 1;
-  const gateway = createGateway(config);
+  // Watch the file (and its directory) for changes; re-read interface addresses every 5 s.
+  const gateway = createGateway(config, { watch: true, interfacePollMs: 5000 });
   gateway.on('log', logLine);
   try {
     await gateway.start();
@@ -107,6 +108,7 @@ async function run(file: string): Promise<number> {
         resolve(0);
       }, () => resolve(1));
     };
+    process.on('SIGHUP', () => void gateway.reloadFromFile());
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });

@@ -10,7 +10,8 @@ import { Dial, type DialFailure, type DialSuccess, type TlsSessionCache } from '
 
 /** A service as connections see it: its config at accept time, its counters and metrics. */
 export interface ServiceState {
-  readonly config: ServiceConfig;
+  /** Replaced on reload; a connection reads it once, when it is accepted. */
+  config: ServiceConfig;
   readonly metrics: ServiceMetrics;
   active: number;
 }
@@ -46,7 +47,8 @@ export class Connection implements LiveBytes {
 
   constructor(
     readonly socket: Socket,
-    private readonly listener: string,
+    /** The gateway `address:port` the client connected to. */
+    readonly listener: string,
     private readonly svc: ServiceState,
     private readonly host: ConnectionHost,
   ) {

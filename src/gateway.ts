@@ -5,7 +5,9 @@ import { createAdminServer } from './admin/admin';
 import type { GatewayConfig, ServiceConfig, User } from './config/types';
 import { hostPortLabel } from './config/parse-values';
 import { Connection, type ConnectionHost, type ServiceState } from './connection';
-import { BindError, MapgateError } from './errors';
+import { loadConfigFile } from './config/load';
+import { watchFile } from './config/watch';
+import { BindError, ConfigError, formatProblem, MapgateError } from './errors';
 import type { ClientConnectEvent, ClientDisconnectEvent, GatewayEvents, LogRecord } from './events/events';
 import { JsonLinesSink } from './events/sink';
 import { resolveBind } from './listen/interfaces';
@@ -17,6 +19,59 @@ import { VERSION } from './version';
 export interface GatewayOptions {
   /** Register Node's default process metrics (CPU, memory, fds, event loop). Default true. */
   defaultMetrics?: boolean;
+  /** Reload when the config file (or its directory: editors' renames, ConfigMap symlink swaps) changes. */
+  watch?: boolean;
+  /** Re-read interface addresses this often (ms); 0 or absent: only on reload. */
+  interfacePollMs?: number;
+}
+
+/** The outcome of a reload, also logged as one line. */
+export interface ReloadResult {
+  readonly ok: boolean;
+  readonly message: string;
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  readonly changed: readonly string[];
+  /** `service@address:port` of listeners opened and closed. */
+  readonly bound: readonly string[];
+  readonly closed: readonly string[];
+}
+
+/** One socket the config asks for. Its key is what makes it "the same listener" across reloads. */
+interface ListenSpec {
+  readonly key: string;
+  readonly service: string;
+  readonly address: string;
+  readonly port: number;
+  readonly intercept: boolean;
+}
+type ListenPlan = readonly ListenSpec[];
+
+/**
+ * The listeners a config asks for on this host now. A fixed port is keyed by address:port, so a
+ * reload that keeps it keeps the socket; port 0 (tests) is keyed by its service too.
+ */
+function planListeners(config: GatewayConfig): ListenPlan {
+  const plan: ListenSpec[] = [];
+  for (const svc of config.services) {
+    const addresses = resolveBind(svc.bind, config.interfaces);
+    if (addresses.length === 0) {
+      throw new MapgateError('MAPGATE_ERR_BIND', `service "${svc.name}": no ${svc.bind.kind === 'internal' ? 'internal interface address' : 'address'} to listen on`);
+    }
+    const ports: Array<[number, boolean, number]> = [[svc.port, false, 0], ...svc.intercept.map((p, i): [number, boolean, number] => [p, true, i])];
+    for (const address of addresses) {
+      for (const [port, intercept, i] of ports) {
+        const key = port === 0 ? `${address}|0|${svc.name}|${intercept ? i : 'port'}` : `${address}|${port}`;
+        plan.push({ key, service: svc.name, address, port, intercept });
+      }
+    }
+  }
+  return plan;
+}
+
+/** Services compare equal when their normalized configs do (PEM text included). */
+function sameService(a: ServiceConfig, b: ServiceConfig): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** One listening socket: an address:port of a service (its own port or an intercept port). */
@@ -24,7 +79,7 @@ interface Listener {
   readonly key: string;
   readonly address: string;
   readonly port: number;
-  readonly intercept: boolean;
+  intercept: boolean;
   readonly server: Server;
   /** `address:port` actually bound (port 0 resolved). */
   readonly label: string;
@@ -59,10 +114,16 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   private admin: HttpServer | null = null;
   private sink: JsonLinesSink | null = null;
   private closing: Promise<void> | null = null;
+  private reloading: Promise<unknown> = Promise.resolve();
+  private readonly drains = new Set<NodeJS.Timeout>();
+  private interfaceTimer: NodeJS.Timeout | null = null;
+  private watcher: { close(): void } | null = null;
+  private readonly options: GatewayOptions;
 
   constructor(config: GatewayConfig, options: GatewayOptions = {}) {
     super();
     this.cfg = config;
+    this.options = options;
     this.metrics = new Metrics(VERSION, () => this.open, () => this.sink?.dropped ?? 0, options);
   }
 
@@ -83,7 +144,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
         await this.sink.ready();
       }
       for (const svc of this.cfg.services) this.services.set(svc.name, this.serviceState(svc));
-      await this.bindAll(this.cfg.services);
+      await this.applyListeners(planListeners(this.cfg));
       if (this.cfg.admin) this.admin = await this.startAdmin(this.cfg.admin.host, this.cfg.admin.port);
     } catch (err) {
       await this.teardown();
@@ -93,6 +154,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.metrics.lastReloadOk.set(1);
     this.metrics.lastReloadTime.set(Date.now() / 1000);
     this.state = 'running';
+    this.startWatching();
     this.log('info', 'mapgate started', { services: this.cfg.services.length, listeners: this.endpoints().map((l) => `${l.service}@${hostPortLabel(l.address, l.port)}`), admin: this.adminAddress() });
   }
 
@@ -166,41 +228,172 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     return { config, metrics: this.metrics.service(config.name, config.maxConnections), active: 0 };
   }
 
-  private async bindAll(services: readonly ServiceConfig[]): Promise<void> {
-    const jobs: Array<Promise<Listener>> = [];
-    for (const svc of services) {
-      const state = this.services.get(svc.name)!;
-      const addresses = resolveBind(svc.bind, this.cfg.interfaces, undefined);
-      if (addresses.length === 0) {
-        throw new MapgateError('MAPGATE_ERR_BIND', `service "${svc.name}": no ${svc.bind.kind === 'internal' ? 'internal interface address' : 'address'} to listen on`);
-      }
-      for (const address of addresses) {
-        jobs.push(this.bindOne(state, address, svc.port, false));
-        for (const p of svc.intercept) jobs.push(this.bindOne(state, address, p, true));
-      }
-    }
-    const results = await Promise.allSettled(jobs);
+  /**
+   * Makes the listening sockets match `plan`: binds what is new (all or nothing: on any
+   * failure the new ones are closed again and this rejects, the old set untouched), re-points
+   * kept sockets at their (possibly new) service, closes what is gone and drains its connections.
+   */
+  private async applyListeners(plan: ListenPlan, graceMs = this.cfg.shutdownGraceMs): Promise<{ bound: string[]; closed: string[] }> {
+    const wanted = new Map(plan.map((p) => [p.key, p]));
+    const fresh = plan.filter((p) => !this.listening.has(p.key));
+    const results = await Promise.allSettled(fresh.map((p) => this.bindOne(p)));
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
+    const bound = results.filter((r): r is PromiseFulfilledResult<Listener> => r.status === 'fulfilled').map((r) => r.value);
     if (failed.length > 0) {
+      await Promise.all(bound.map((l) => closeServer(l.server)));
       if (failed.length > 1) failed[0].message = failed.map((e) => e.message).join('\n');
       throw failed[0];
     }
+    const gone: Listener[] = [];
+    for (const [key, l] of this.listening) {
+      const p = wanted.get(key);
+      if (!p) {
+        gone.push(l);
+        continue;
+      }
+      const svc = this.services.get(p.service)!;
+      if (l.service !== svc) {
+        l.service.metrics.listeners.dec();
+        svc.metrics.listeners.inc();
+        l.service = svc;
+      }
+      l.intercept = p.intercept;
+    }
+    for (const l of bound) {
+      this.listening.set(l.key, l);
+      l.service.metrics.listeners.inc();
+    }
+    for (const l of gone) {
+      this.listening.delete(l.key);
+      l.service.metrics.listeners.dec();
+      l.server.close();
+    }
+    if (gone.length > 0) this.drainLater(new Set(gone.map((l) => l.label)), graceMs);
+    return { bound: bound.map((l) => `${l.service.config.name}@${l.label}`), closed: gone.map((l) => `${l.service.config.name}@${l.label}`) };
   }
 
-  private async bindOne(service: ServiceState, address: string, port: number, intercept: boolean): Promise<Listener> {
-    const key = `${address}|${port}|${port === 0 ? service.config.name + (intercept ? '+' : '') : ''}`;
+  private async bindOne(p: ListenSpec): Promise<Listener> {
+    const service = this.services.get(p.service)!;
     let server: Server;
     try {
-      server = await listenTcp(address, port, (socket) => this.onConnection(listener, socket));
+      server = await listenTcp(p.address, p.port, (socket) => this.onConnection(listener, socket));
     } catch (err) {
-      throw new BindError(service.config.name, address, port, err as NodeJS.ErrnoException);
+      throw new BindError(p.service, p.address, p.port, err as NodeJS.ErrnoException);
     }
     const a = server.address() as AddressInfo;
-    const listener: Listener = { key, address, port, intercept, server, label: hostPortLabel(a.address, a.port), service };
+    const listener: Listener = { key: p.key, address: p.address, port: p.port, intercept: p.intercept, server, label: hostPortLabel(a.address, a.port), service };
     server.on('error', (err: NodeJS.ErrnoException) => this.onAcceptError(listener, err));
-    this.listening.set(key, listener);
-    service.metrics.listeners.inc();
     return listener;
+  }
+
+  /** Connections accepted on closed listeners get `graceMs` to finish, then end with reason shutdown. */
+  private drainLater(labels: ReadonlySet<string>, graceMs: number): void {
+    const abort = (): void => {
+      this.drains.delete(timer);
+      for (const c of [...this.open]) if (labels.has(c.listener)) c.abort('shutdown');
+    };
+    const timer = setTimeout(abort, graceMs);
+    this.drains.add(timer);
+  }
+
+  /**
+   * Re-reads the config file and applies it as a diff (see {@link reload}). Never throws:
+   * an invalid file or a failed bind leaves the running config in force and says why.
+   */
+  reloadFromFile(): Promise<ReloadResult> {
+    const run = async (): Promise<ReloadResult> => {
+      let next: GatewayConfig;
+      try {
+        next = loadConfigFile(this.cfg.file);
+      } catch (err) {
+        return this.reloadFailed(err as Error);
+      }
+      return this.reload(next);
+    };
+    const result = this.reloading.then(run, run);
+    this.reloading = result;
+    return result;
+  }
+
+  /**
+   * Applies a new config without dropping anything: kept listeners keep their sockets, new ones
+   * bind (a bind failure refuses the whole reload), removed ones stop accepting and drain.
+   * Routing, TLS, limits and timeouts apply to new connections; open ones keep their upstream.
+   */
+  async reload(next: GatewayConfig): Promise<ReloadResult> {
+    if (this.state !== 'running') return this.reloadFailed(new MapgateError('MAPGATE_ERR_STATE', `gateway is ${this.state}`));
+    const before = new Map(this.cfg.services.map((s) => [s.name, s]));
+    const added: string[] = [];
+    const changed: string[] = [];
+    const previous = new Map(this.services);
+    for (const svc of next.services) {
+      const old = before.get(svc.name);
+      if (!old) added.push(svc.name);
+      else if (!sameService(old, svc)) changed.push(svc.name);
+      const state = this.services.get(svc.name);
+      if (!state) this.services.set(svc.name, this.serviceState(svc));
+    }
+    const removed = [...before.keys()].filter((n) => !next.services.some((s) => s.name === n));
+    let diff: { bound: string[]; closed: string[] };
+    try {
+      diff = await this.applyListeners(planListeners(next), next.shutdownGraceMs);
+    } catch (err) {
+      for (const name of added) this.services.delete(name);
+      return this.reloadFailed(err as Error);
+    }
+    // Committed: the new config is in force.
+    for (const svc of next.services) {
+      const state = this.services.get(svc.name)!;
+      state.config = svc;
+      this.metrics.maxConnections.labels(svc.name).set(svc.maxConnections);
+    }
+    for (const name of removed) if (previous.has(name)) this.services.delete(name);
+    const restartOnly = ['admin', 'events', 'workers'].filter((k) => JSON.stringify((this.cfg as never)[k]) !== JSON.stringify((next as never)[k]));
+    this.cfg = next;
+    this.metrics.reloads.labels('success').inc();
+    this.metrics.lastReloadOk.set(1);
+    this.metrics.lastReloadTime.set(Date.now() / 1000);
+    const summary = { added, removed, changed, bound: diff.bound, closed: diff.closed };
+    this.log('info', 'config reloaded', summary);
+    if (restartOnly.length > 0) this.log('warn', 'these settings change only on restart', { settings: restartOnly });
+    const message = `reloaded: services +${added.length} -${removed.length} ~${changed.length}, listeners +${diff.bound.length} -${diff.closed.length}`;
+    return { ok: true, message, ...summary };
+  }
+
+  private reloadFailed(err: Error): ReloadResult {
+    this.metrics.reloads.labels('failure').inc();
+    this.metrics.lastReloadOk.set(0);
+    const problems = err instanceof ConfigError ? err.problems.map(formatProblem) : [err.message];
+    this.log('error', 'config reload refused; the running config stays in force', { problems });
+    return { ok: false, message: `reload refused; the running config stays in force:\n${problems.join('\n')}`, added: [], removed: [], changed: [], bound: [], closed: [] };
+  }
+
+  /** Re-resolves interface addresses; listeners follow addresses that appeared or vanished. */
+  private async refreshInterfaces(): Promise<void> {
+    if (this.state !== 'running') return;
+    const plan = planListeners(this.cfg);
+    const keys = new Set(plan.map((p) => p.key));
+    if (plan.length === this.listening.size && [...this.listening.keys()].every((k) => keys.has(k))) return;
+    try {
+      const diff = await this.applyListeners(plan);
+      this.log('info', 'interface addresses changed', diff);
+    } catch (err) {
+      this.log('error', 'interface addresses changed, but a new listener could not bind', { error: (err as Error).message });
+    }
+  }
+
+  private startWatching(): void {
+    if (this.options.interfacePollMs && this.options.interfacePollMs > 0) {
+      this.interfaceTimer = setInterval(() => {
+        this.reloading = this.reloading.then(() => this.refreshInterfaces());
+      }, this.options.interfacePollMs);
+      this.interfaceTimer.unref();
+    }
+    if (this.options.watch && this.cfg.file !== '<inline>') {
+      this.watcher = watchFile(this.cfg.file, () => {
+        void this.reloadFromFile();
+      });
+    }
   }
 
   private onConnection(listener: Listener, socket: Socket): void {
@@ -223,6 +416,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       healthy: () => this.state !== 'closed',
       ready: () => this.state === 'running',
       status: () => this.status(),
+      reload: () => this.reloadFromFile(),
     });
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -284,6 +478,12 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   private async teardown(): Promise<void> {
+    for (const t of this.drains) clearTimeout(t);
+    this.drains.clear();
+    if (this.interfaceTimer) clearInterval(this.interfaceTimer);
+    this.interfaceTimer = null;
+    this.watcher?.close();
+    this.watcher = null;
     await this.closeListeners();
     if (this.admin) {
       const admin = this.admin;

@@ -89,6 +89,8 @@ export function createAdminServer(h: AdminHandlers): http.Server {
     } else if (path === '/status' && get) {
       send(res, 200, JSON.stringify(h.status()), 'application/json');
     } else if (path === '/reload' && method === 'POST' && h.reload) {
+      // Reload is an operator's action: only from this host, even when admin listens wider.
+      if (!isLoopback(req.socket.remoteAddress)) return send(res, 403, 'reload is accepted from loopback only\n');
       h.reload().then(
         (r) => send(res, r.ok ? 200 : 422, r.message + '\n'),
         (err: Error) => send(res, 500, `reload failed: ${err.message}\n`),
@@ -112,3 +114,9 @@ function onClientError(err: NodeJS.ErrnoException, socket: import('node:stream')
 }
 
 function noop(): void {}
+
+function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return a === '::1' || a.startsWith('127.');
+}

@@ -1,0 +1,220 @@
+import * as net from 'node:net';
+import { writeFileSync, renameSync, mkdtempSync, symlinkSync, mkdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfigFile, parseConfig } from '../../src/config/load';
+import { createGateway, type Gateway } from '../../src/gateway';
+import type { LogRecord } from '../../src/events/events';
+import { adminGet, closed, connect, listen, metricValue, nextDisconnect, onTeardown, readAll, roundTrip, waitFor } from '../helpers/net';
+
+/** An upstream that prefixes everything it echoes with its tag. */
+async function tagged(tag: string): Promise<number> {
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    s.write(`${tag}:`);
+    s.pipe(s);
+  });
+  return listen(server);
+}
+
+/** A free loopback port, for configs that must name a fixed port across reloads. */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function yaml(services: string, extra = ''): string {
+  return `admin: { listen: "127.0.0.1:0" }
+log: { events: "off" }
+shutdownGrace: 500ms
+${extra}
+services:
+${services}`;
+}
+
+async function startFromFile(text: string, options: { watch?: boolean; dir?: string; name?: string } = {}): Promise<{ gw: Gateway; file: string; logs: LogRecord[] }> {
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mapgate-reload-'));
+  const file = join(dir, options.name ?? 'mappings.yaml');
+  if (!options.dir) writeFileSync(file, text);
+  const gw = createGateway(loadConfigFile(file), { defaultMetrics: false, watch: options.watch });
+  const logs: LogRecord[] = [];
+  gw.on('log', (r) => logs.push(r));
+  await gw.start();
+  onTeardown(() => gw.destroy());
+  return { gw, file, logs };
+}
+
+const svc = (name: string, port: number, dest: number, extra = ''): string => `  - name: ${name}
+    port: ${port}
+    bind: [127.0.0.1]
+    destination: 127.0.0.1:${dest}
+${extra}`;
+
+describe('hot reload', () => {
+  test('a valid file applies as a diff: kept sockets, new and removed listeners, new routes for new connections only', async () => {
+    const [a, b] = await Promise.all([tagged('a'), tagged('b')]);
+    const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
+    const { gw, file, logs } = await startFromFile(yaml(svc('one', p1, a) + svc('two', p2, a)));
+    const server1 = gw.endpoints().find((e) => e.service === 'one')!;
+    // An open connection through "one", routed to a.
+    const held = await connect(p1);
+    held.write('1');
+    await waitFor(() => held.bytesRead >= 3);
+
+    writeFileSync(file, yaml(svc('one', p1, b) + svc('three', p3, b)));
+    const r = await gw.reloadFromFile();
+    expect(r).toMatchObject({ ok: true, added: ['three'], removed: ['two'], changed: ['one'] });
+    expect(r.bound).toEqual([`three@127.0.0.1:${p3}`]);
+    expect(r.closed).toEqual([`two@127.0.0.1:${p2}`]);
+    expect(logs.find((l) => l.msg === 'config reloaded')).toMatchObject({ added: ['three'], removed: ['two'], changed: ['one'] });
+
+    // The kept listener is the same socket (same port, never closed); new connections take the new route.
+    expect(gw.endpoints().find((e) => e.service === 'one')).toEqual(server1);
+    expect((await roundTrip(p1, 'x')).toString()).toBe('b:x');
+    expect((await roundTrip(p3, 'y')).toString()).toBe('b:y');
+    await expect(connect(p2)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    // The connection opened before the reload still goes to its old destination.
+    const rest = readAll(held);
+    held.end('2');
+    expect((await rest).toString()).toBe('a:12');
+    expect(await metricValue(gw, 'mapgate_config_reload_total', { result: 'success' })).toBe(1);
+    expect(await metricValue(gw, 'mapgate_config_last_reload_successful')).toBe(1);
+  });
+
+  test('an invalid file changes nothing; errors carry file:line:col; metrics say so', async () => {
+    const a = await tagged('a');
+    const p1 = await freePort();
+    const { gw, file, logs } = await startFromFile(yaml(svc('one', p1, a)));
+    const t0 = await metricValue(gw, 'mapgate_config_last_reload_success_timestamp_seconds');
+    writeFileSync(file, yaml(svc('one', p1, a).replace('port:', 'prot:')));
+    const r = await gw.reloadFromFile();
+    expect(r.ok).toBe(false);
+    expect(r.message).toContain(`${file}:7:5: services[0].prot: unknown key`);
+    expect(logs.find((l) => l.msg.startsWith('config reload refused'))?.problems).toEqual(expect.arrayContaining([expect.stringContaining(`${file}:7:5`)]));
+    expect((await roundTrip(p1, 'still')).toString()).toBe('a:still');
+    expect(await metricValue(gw, 'mapgate_config_reload_total', { result: 'failure' })).toBe(1);
+    expect(await metricValue(gw, 'mapgate_config_last_reload_successful')).toBe(0);
+    expect(await metricValue(gw, 'mapgate_config_last_reload_success_timestamp_seconds')).toBe(t0);
+    // A later good reload recovers.
+    writeFileSync(file, yaml(svc('one', p1, a)));
+    expect((await gw.reloadFromFile()).ok).toBe(true);
+    expect(await metricValue(gw, 'mapgate_config_last_reload_successful')).toBe(1);
+  });
+
+  test('a reload whose new listener cannot bind is refused whole', async () => {
+    const a = await tagged('a');
+    const [p1, p2] = [await freePort(), await freePort()];
+    const blocker = net.createServer();
+    const taken = await listen(blocker);
+    const { gw, file } = await startFromFile(yaml(svc('one', p1, a) + svc('two', p2, a)));
+    writeFileSync(file, yaml(svc('one', p1, a) + svc('new1', await freePort(), a) + svc('clash', taken, a)));
+    const r = await gw.reloadFromFile();
+    expect(r.ok).toBe(false);
+    expect(r.message).toContain(`service "clash": cannot listen on 127.0.0.1:${taken}: EADDRINUSE`);
+    // Old config fully in force: "two" still serves; "new1" was not left bound.
+    expect(gw.endpoints().map((e) => e.service).sort()).toEqual(['one', 'two']);
+    expect((await roundTrip(p2, 'z')).toString()).toBe('a:z');
+  });
+
+  test('removed listeners drain: open connections end with reason shutdown after shutdownGrace', async () => {
+    const a = await tagged('a');
+    const [p1, p2] = [await freePort(), await freePort()];
+    const { gw, file } = await startFromFile(yaml(svc('one', p1, a) + svc('two', p2, a)));
+    const s = await connect(p2);
+    s.write('q');
+    await waitFor(() => s.bytesRead >= 3);
+    const done = nextDisconnect(gw);
+    writeFileSync(file, yaml(svc('one', p1, a)));
+    const t0 = Date.now();
+    expect((await gw.reloadFromFile()).ok).toBe(true);
+    // Still relaying during the grace period.
+    s.write('r');
+    await waitFor(() => s.bytesRead >= 4);
+    await closed(s);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(400);
+    expect(await done).toMatchObject({ service: 'two', reason: 'shutdown' });
+  });
+
+  test('limits and timeouts apply to new connections after a reload', async () => {
+    const a = await tagged('a');
+    const p1 = await freePort();
+    const { gw, file } = await startFromFile(yaml(svc('one', p1, a)));
+    const first = await connect(p1);
+    await waitFor(() => first.bytesRead >= 2);
+    writeFileSync(file, yaml(svc('one', p1, a, '    maxConnections: 1\n')));
+    expect((await gw.reloadFromFile()).ok).toBe(true);
+    const done = nextDisconnect(gw);
+    const second = await connect(p1);
+    await closed(second);
+    expect(await done).toMatchObject({ reason: 'limit' });
+    expect(await metricValue(gw, 'mapgate_connections_max', { service: 'one' })).toBe(1);
+  });
+
+  test('the file watcher reloads on in-place writes and on rename-over saves; no change, no reload', async () => {
+    const [a, b, c] = await Promise.all([tagged('a'), tagged('b'), tagged('c')]);
+    const p1 = await freePort();
+    const { gw, file } = await startFromFile(yaml(svc('one', p1, a)), { watch: true });
+    const reloads = (): Promise<number> => metricValue(gw, 'mapgate_config_reload_total', { result: 'success' });
+    writeFileSync(file, yaml(svc('one', p1, b)));
+    await waitFor(() => gw.config.services[0].destinations[0].port === b, 5000, 'in-place write reload');
+    expect((await roundTrip(p1, '1')).toString()).toBe('b:1');
+    // An editor's save: write a temp file, rename it over the config.
+    writeFileSync(file + '.tmp', yaml(svc('one', p1, c)));
+    renameSync(file + '.tmp', file);
+    await waitFor(() => gw.config.services[0].destinations[0].port === c, 5000, 'rename reload');
+    expect((await roundTrip(p1, '2')).toString()).toBe('c:2');
+    const n = await reloads();
+    writeFileSync(file, readFileSync(file));
+    await new Promise((r) => setTimeout(r, 600));
+    expect(await reloads()).toBe(n);
+  });
+
+  test('a Kubernetes-style ConfigMap update (..data symlink swap) is seen', async () => {
+    const [a, b] = await Promise.all([tagged('a'), tagged('b')]);
+    const p1 = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'mapgate-cm-'));
+    // The kubelet layout: mappings.yaml -> ..data/mappings.yaml, ..data -> ..2026_v1
+    mkdirSync(join(dir, '..v1'));
+    writeFileSync(join(dir, '..v1', 'mappings.yaml'), yaml(svc('one', p1, a)));
+    symlinkSync('..v1', join(dir, '..data'));
+    symlinkSync(join('..data', 'mappings.yaml'), join(dir, 'mappings.yaml'));
+    const { gw } = await startFromFile('', { watch: true, dir });
+    expect((await roundTrip(p1, '1')).toString()).toBe('a:1');
+    mkdirSync(join(dir, '..v2'));
+    writeFileSync(join(dir, '..v2', 'mappings.yaml'), yaml(svc('one', p1, b)));
+    symlinkSync('..v2', join(dir, '..data_tmp'));
+    renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+    await waitFor(() => gw.config.services[0].destinations[0].port === b, 5000, 'configmap reload');
+    expect((await roundTrip(p1, '2')).toString()).toBe('b:2');
+  });
+
+  test('POST /reload on the admin endpoint reloads; GET is refused', async () => {
+    const [a, b] = await Promise.all([tagged('a'), tagged('b')]);
+    const p1 = await freePort();
+    const { gw, file } = await startFromFile(yaml(svc('one', p1, a)));
+    writeFileSync(file, yaml(svc('one', p1, b)));
+    const { host, port } = gw.adminAddress()!;
+    const res = await fetch(`http://${host}:${port}/reload`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toMatch(/^reloaded: services \+0 -0 ~1/);
+    expect((await roundTrip(p1, 'k')).toString()).toBe('b:k');
+    expect((await adminGet(gw, '/reload')).status).toBe(405);
+    writeFileSync(file, 'services: [');
+    const bad = await fetch(`http://${host}:${port}/reload`, { method: 'POST' });
+    expect(bad.status).toBe(422);
+    expect(await bad.text()).toContain(`${file}:1:`);
+  });
+
+  test('reload applies through parseConfig objects too (library API)', async () => {
+    const [a, b] = await Promise.all([tagged('a'), tagged('b')]);
+    const p1 = await freePort();
+    const gw = createGateway(parseConfig(yaml(svc('one', p1, a))), { defaultMetrics: false });
+    await gw.start();
+    onTeardown(() => gw.destroy());
+    expect((await gw.reload(parseConfig(yaml(svc('one', p1, b))))).ok).toBe(true);
+    expect((await roundTrip(p1, 'l')).toString()).toBe('b:l');
+  });
+});
