@@ -4,7 +4,7 @@ import { isIP, isIPv4, isIPv6 } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { networkInterfaces } from 'node:os';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { LineCounter, parseDocument, isAlias, isMap, isNode, isScalar, isSeq, type Document, type Node as YamlNode, type YAMLError } from 'yaml';
+import { LineCounter, Parser, parseDocument, isAlias, isMap, isNode, isScalar, isSeq, type Document, type Node as YamlNode, type YAMLError } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors';
 import { parseCidr, type Cidr } from '../route/cidr';
 import { resolveBind, WILDCARDS, type InterfaceTable } from '../listen/interfaces';
@@ -111,6 +111,8 @@ function firstInvalidUtf8(buf: Buffer): number {
 
 /** Parses config text. Throws {@link ConfigError} listing every problem with its line and column. */
 export function parseConfig(text: string, file = '<inline>', options: ParseOptions = {}): GatewayConfig {
+  const deep = nestingProblem(text);
+  if (deep) throw new ConfigError([{ file, ...deep, path: '(yaml)', message: `nested more than ${MAX_DEPTH} levels deep` }]);
   const lineCounter = new LineCounter();
   // logLevel 'error': yaml would otherwise print process warnings (e.g. for collection keys),
   // which checkStructure reports as problems instead.
@@ -154,6 +156,57 @@ export function parseConfig(text: string, file = '<inline>', options: ParseOptio
 const MAX_DEPTH = 64;
 /** Nodes that aliases may add to the document in total, so a "billion laughs" cannot expand. */
 const MAX_ALIAS_NODES = 10_000;
+
+/** Flow brackets open at once beyond which the text is refused before any YAML parsing. */
+const MAX_FLOW_BRACKETS = 1000;
+
+/**
+ * Refuses deeply nested text before yaml's recursive composer sees it: on Node 20 a stack
+ * overflow there can abort the process ("RegExpCompiler Allocation failed") instead of
+ * throwing. A linear bracket scan first (yaml's CST parser is slow on megabytes of `[`),
+ * then yaml's iterative CST parser, walked without recursion. Returns the position.
+ */
+function nestingProblem(text: string): { line: number; col: number } | null {
+  const lc = new LineCounter();
+  let open = 0;
+  let quote = 0;
+  let prev = 10;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (quote) {
+      if (c === 92 && quote === 34) i++; // \ escape in a double-quoted scalar
+      else if (c === quote) quote = 0;
+    } else if (c === 35 && (prev === 32 || prev === 9 || prev === 10 || prev === 13)) {
+      while (i < text.length && text.charCodeAt(i) !== 10) i++; // # comment
+      prev = 10;
+      continue;
+    } else if ((c === 34 || c === 39) && (prev === 32 || prev === 10 || prev === 91 || prev === 123 || prev === 44 || prev === 58)) {
+      quote = c;
+    } else if (c === 91 || c === 123) {
+      if (++open > MAX_FLOW_BRACKETS) {
+        const before = text.slice(0, i);
+        const line = before.split('\n').length;
+        return { line, col: i - before.lastIndexOf('\n') };
+      }
+    } else if ((c === 93 || c === 125) && open > 0) {
+      open--;
+    }
+    prev = c;
+  }
+  type Tok = { type?: string; offset?: number; value?: unknown; key?: unknown; items?: Array<{ key?: unknown; value?: unknown }> };
+  const stack: Array<{ tok: Tok; depth: number }> = [];
+  for (const tok of new Parser(lc.addNewLine).parse(text)) stack.push({ tok: tok as Tok, depth: 0 });
+  while (stack.length > 0) {
+    const { tok, depth } = stack.pop()!;
+    const d = tok.type === 'block-map' || tok.type === 'block-seq' || tok.type === 'flow-collection' ? depth + 1 : depth;
+    if (d > MAX_DEPTH) return lc.linePos(tok.offset ?? 0);
+    const push = (t: unknown): void => { if (t && typeof t === 'object') stack.push({ tok: t as Tok, depth: d }); };
+    push(tok.key);
+    push(tok.value);
+    if (Array.isArray(tok.items)) for (const it of tok.items) { push(it.key); push(it.value); }
+  }
+  return null;
+}
 
 interface Frame {
   node: unknown;
