@@ -545,7 +545,13 @@ function readPem(ctx: Context, path: PathSeg[], value: unknown, baseDir: string)
       ctx.add(path, `${file} is larger than ${MAX_FILE_BYTES} bytes: not a PEM file`);
       return null;
     }
-    return readFileSync(file, 'utf8');
+    const pem = readFileSync(file, 'utf8');
+    // Node ignores a CA file without PEM blocks, which would surface only as a failed handshake.
+    if (!pem.includes('-----BEGIN')) {
+      ctx.add(path, `${file} holds no PEM block ("-----BEGIN ...")`);
+      return null;
+    }
+    return pem;
   } catch (err) {
     ctx.add(path, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
     return null;

@@ -414,6 +414,15 @@ describe('loadConfigFile', () => {
     expect(tls.ca).toBe(readFileSync(join(ROOT, 'test', 'fixtures', 'ca.pem'), 'utf8'));
   });
 
+  test('a TLS file without a PEM block is refused at load, not at the first handshake', () => {
+    const file = join(dir, 'nopem.yaml');
+    writeFileSync(join(dir, 'ca.txt'), 'this is not a certificate\n');
+    writeFileSync(file, y('services:', '  - name: a', '    port: 1', '    destination: { host: h, port: 1, tls: { ca: ca.txt } }'));
+    expect(loadError(file).problems.map(formatProblem)).toEqual([
+      `${file}:4:49: services[0].destination.tls.ca: ${join(dir, 'ca.txt')} holds no PEM block ("-----BEGIN ...")`,
+    ]);
+  });
+
   test('a device as TLS material is refused without reading it', () => {
     const file = join(dir, 'dev.yaml');
     writeFileSync(file, y('services:', '  - name: a', '    port: 1', '    destination: { host: h, port: 1, tls: { ca: /dev/zero } }'));
