@@ -84,8 +84,9 @@ function logLine(record: object): void {
 async function run(file: string): Promise<number> {
   const config = load(file);
   if (!config) return 1;
-  // Watch the file (and its directory) for changes; re-read interface addresses every 5 s.
-  const gateway = createGateway(config, { watch: true, interfacePollMs: 5000 });
+  // Watch the file (and its directory) for changes; re-read interface addresses every 5 s;
+  // look for descriptor exhaustion every second.
+  const gateway = createGateway(config, { watch: true, interfacePollMs: 5000, fdCheckMs: 1000 });
   gateway.on('log', logLine);
   try {
     await gateway.start();

@@ -13,6 +13,7 @@ import { JsonLinesSink } from './events/sink';
 import { resolveBind } from './listen/interfaces';
 import { listenTcp } from './listen/listener';
 import { Metrics } from './metrics/metrics';
+import { FdMonitor } from './fd-monitor';
 import { TlsSessionCache } from './upstream/dial';
 import { VERSION } from './version';
 
@@ -23,6 +24,8 @@ export interface GatewayOptions {
   watch?: boolean;
   /** Re-read interface addresses this often (ms); 0 or absent: only on reload. */
   interfacePollMs?: number;
+  /** Check for file-descriptor exhaustion this often (ms); 0 or absent: never. */
+  fdCheckMs?: number;
 }
 
 /** The outcome of a reload, also logged as one line. */
@@ -118,6 +121,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   private readonly drains = new Set<NodeJS.Timeout>();
   private interfaceTimer: NodeJS.Timeout | null = null;
   private watcher: { close(): void } | null = null;
+  private fdMonitor: FdMonitor | null = null;
   private readonly options: GatewayOptions;
 
   constructor(config: GatewayConfig, options: GatewayOptions = {}) {
@@ -383,6 +387,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   private startWatching(): void {
+    if (this.options.fdCheckMs) {
+      this.fdMonitor = new FdMonitor(this.options.fdCheckMs, (state, open, limit) => {
+        if (state === 'exhausted') this.log('error', 'file descriptors nearly exhausted: new connections are being dropped (EMFILE)', { open, limit });
+        else this.log('info', 'file descriptors available again', { open, limit });
+      });
+      this.fdMonitor.start();
+    }
     if (this.options.interfacePollMs && this.options.interfacePollMs > 0) {
       this.interfaceTimer = setInterval(() => {
         this.reloading = this.reloading.then(() => this.refreshInterfaces());
@@ -407,6 +418,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   private onAcceptError(listener: Listener, err: NodeJS.ErrnoException): void {
     // EMFILE/ENFILE and friends: libuv keeps the listener; log and count, never crash.
     this.metrics.acceptErrors.labels(err.code ?? 'EUNKNOWN').inc();
+    this.fdMonitor?.check();
     this.log('error', 'accept failed', { service: listener.service.config.name, listener: listener.label, code: err.code ?? null });
   }
 
@@ -484,6 +496,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.interfaceTimer = null;
     this.watcher?.close();
     this.watcher = null;
+    this.fdMonitor?.stop();
     await this.closeListeners();
     if (this.admin) {
       const admin = this.admin;
