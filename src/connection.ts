@@ -26,6 +26,10 @@ export interface ConnectionHost {
   disconnected(e: ClientDisconnectEvent): void;
 }
 
+function isTlsErrorCode(code: string | null): boolean {
+  return code !== null && (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_'));
+}
+
 let nextId = 0;
 const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 
@@ -36,6 +40,7 @@ const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4
 export class Connection implements LiveBytes {
   readonly id = `${ID_PREFIX}-${(++nextId).toString(36)}`;
   readonly service: string;
+  readonly metrics: ServiceMetrics;
   readonly since = Date.now();
   countedFromClient = 0;
   countedToClient = 0;
@@ -53,6 +58,7 @@ export class Connection implements LiveBytes {
     private readonly host: ConnectionHost,
   ) {
     this.service = svc.config.name;
+    this.metrics = svc.metrics;
     socket.on('error', this.onClientEarlyError);
   }
 
@@ -136,7 +142,14 @@ export class Connection implements LiveBytes {
   }
 
   private readonly onRelayDone = (result: RelayResult): void => {
-    this.finish(result.end as DisconnectReason, result.error);
+    let reason = result.end as DisconnectReason;
+    // TLS 1.3 finishes the client's side of the handshake before the server has checked our
+    // certificate: a refusal (e.g. certificate required) arrives as the upstream's first "data".
+    if (reason === 'upstream-closed' && this.served?.destination.tls && this.socket.bytesWritten === 0 && isTlsErrorCode(result.error)) {
+      reason = 'tls-failed';
+      this.svc.metrics.connectFailure(result.error!);
+    }
+    this.finish(reason, result.error);
   };
 
   private readonly onClientEarlyError = (): void => {
@@ -162,6 +175,7 @@ export class Connection implements LiveBytes {
     svc.metrics.durationSeconds.observe(durationMs / 1000);
     host.disconnected({
       ...this.connectEvent!, event: 'ClientDisconnect', destination: this.destination,
+      tls: this.served ? this.served.destination.tls !== null : this.connectEvent!.tls,
       bytesFromClient: this.socket.bytesRead, bytesToClient: this.socket.bytesWritten, durationMs, reason, error,
       destinationIndex: this.served?.index ?? null,
     });

@@ -2,6 +2,10 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 
 /** Lines held while the destination is slow; beyond this, new lines are dropped and counted. */
 const MAX_PENDING_BYTES = 16 * 1024 * 1024;
+/** Lines are written at most this long after they were logged... */
+const FLUSH_DELAY_MS = 50;
+/** ...or as soon as this much is pending. One write per batch: each costs a thread-pool round trip. */
+const FLUSH_BYTES = 64 * 1024;
 
 /**
  * Writes JSON lines to stdout, stderr or a file without blocking the event loop: lines are
@@ -12,7 +16,7 @@ export class JsonLinesSink {
   private readonly stream: WriteStream;
   private pending: string[] = [];
   private pendingBytes = 0;
-  private scheduled = false;
+  private timer: NodeJS.Timeout | null = null;
   private blocked = false;
   /** Lines dropped because the destination was too slow. */
   dropped = 0;
@@ -46,14 +50,18 @@ export class JsonLinesSink {
     }
     this.pending.push(line);
     this.pendingBytes += line.length;
-    if (!this.scheduled && !this.blocked) {
-      this.scheduled = true;
-      setImmediate(this.flush);
+    if (this.blocked) return;
+    if (this.pendingBytes >= FLUSH_BYTES) this.flush();
+    else if (this.timer === null) {
+      this.timer = setTimeout(this.flush, FLUSH_DELAY_MS);
+      // A pending flush must not keep a stopping process alive; close() flushes anyway.
+      this.timer.unref();
     }
   }
 
   private readonly flush = (): void => {
-    this.scheduled = false;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
     if (this.pending.length === 0 || this.stream.destroyed) return;
     const chunk = this.pending.join('');
     this.pending = [];

@@ -3,7 +3,8 @@ import { DISCONNECT_REASONS } from '../events/events';
 
 /** A connection's byte counters as the metrics see them while it is open. */
 export interface LiveBytes {
-  readonly service: string;
+  /** The service's bound metric children, where the bytes are added. */
+  readonly metrics: ServiceMetrics;
   /** Bytes received from the client so far. */
   bytesFromClient(): number;
   /** Bytes sent to the client so far. */
@@ -94,8 +95,8 @@ export class Metrics {
   countLive(c: LiveBytes): void {
     const from = c.bytesFromClient();
     const to = c.bytesToClient();
-    if (from > c.countedFromClient) this.bytes.labels(c.service, 'from_client').inc(from - c.countedFromClient);
-    if (to > c.countedToClient) this.bytes.labels(c.service, 'to_client').inc(to - c.countedToClient);
+    if (from > c.countedFromClient) c.metrics.bytesFromClient.inc(from - c.countedFromClient);
+    if (to > c.countedToClient) c.metrics.bytesToClient.inc(to - c.countedToClient);
     c.countedFromClient = from;
     c.countedToClient = to;
   }
@@ -107,8 +108,11 @@ export class Metrics {
     const failures = this.connectFailures;
     const codes = this.codes;
     this.maxConnections.labels(name).set(maxConnections);
-    for (const r of DISCONNECT_REASONS) total.labels(name, r).inc(0);
-    for (const r of ['rejected', 'limit', 'no-route']) rejected.labels(name, r).inc(0);
+    // Children bound once: the per-connection path does no label hashing.
+    const outcomes = new Map(DISCONNECT_REASONS.map((r) => [r as string, total.labels(name, r)]));
+    const rejects = new Map(['rejected', 'limit', 'no-route'].map((r) => [r, rejected.labels(name, r)]));
+    for (const c of outcomes.values()) c.inc(0);
+    for (const c of rejects.values()) c.inc(0);
     this.bytes.labels(name, 'from_client').inc(0);
     this.bytes.labels(name, 'to_client').inc(0);
     return {
@@ -118,8 +122,8 @@ export class Metrics {
       durationSeconds: this.durationSeconds.labels(name),
       bytesFromClient: this.bytes.labels(name, 'from_client'),
       bytesToClient: this.bytes.labels(name, 'to_client'),
-      outcome(reason) { total.labels(name, reason).inc(); },
-      rejected(reason) { rejected.labels(name, reason).inc(); },
+      outcome(reason) { (outcomes.get(reason) ?? total.labels(name, reason)).inc(); },
+      rejected(reason) { (rejects.get(reason) ?? rejected.labels(name, reason)).inc(); },
       connectFailure(code) {
         if (!codes.has(code) && codes.size >= MAX_FAILURE_CODES) code = 'other';
         codes.add(code);

@@ -154,7 +154,6 @@ export class Dial {
     this.clear();
     this.finished = true;
     socket.removeListener('error', this.onError);
-    socket.setNoDelay(true);
     const d = this.destinations[this.index];
     const resumed = d.tls ? (socket as tls.TLSSocket).isSessionReused() : false;
     this.callbacks.onDone({ socket, destination: d, index: this.index, connectSeconds: (performance.now() - this.started) / 1000, tlsResumed: resumed }, null);

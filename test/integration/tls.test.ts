@@ -235,10 +235,9 @@ describe('upstream TLS', () => {
     });
 
     // In TLS 1.3 the client's handshake is complete before the server checks its certificate
-    // (RFC 8446 §4.4.2.4): the alert arrives after the dial has handed the socket to the relay,
-    // which reports any upstream error as 'upstream-closed'. Known bug, outside src/upstream:
-    // see the TLS report. Flip to `test` once the relay/connection classifies it.
-    (protocol === 'TLSv1.3' ? test.failing : test)('without a client cert the reason is tls-failed, counted as a connect failure', async () => {
+    // (RFC 8446 §4.4.2.4): the alert arrives after the dial has handed the socket to the relay;
+    // the connection classifies an upstream TLS error before any byte reached the client.
+    test('without a client cert the reason is tls-failed, counted as a connect failure', async () => {
       const { gw } = await noCertGateway();
       const e = await expectRefused(gw, 'nocert');
       expect(e.reason).toBe('tls-failed');
