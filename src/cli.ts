@@ -4,6 +4,7 @@ import { loadConfigFile } from './config/load';
 import type { GatewayConfig } from './config/types';
 import { ConfigError, MapgateError } from './errors';
 import { createGateway } from './gateway';
+import { isWorker, runPrimary, runWorker, workerCount } from './cluster';
 import { VERSION } from './version';
 
 const USAGE = `mapgate ${VERSION}: TCP mapping gateway
@@ -84,6 +85,8 @@ function logLine(record: object): void {
 async function run(file: string): Promise<number> {
   const config = load(file);
   if (!config) return 1;
+  if (isWorker) return runWorker(config, logLine);
+  if (workerCount(config.workers) > 1) return runPrimary(file, config, logLine);
   // Watch the file (and its directory) for changes; re-read interface addresses every 5 s;
   // look for descriptor exhaustion every second.
   const gateway = createGateway(config, { watch: true, interfacePollMs: 5000, fdCheckMs: 1000 });
@@ -94,6 +97,7 @@ async function run(file: string): Promise<number> {
     process.stderr.write(`mapgate: ${(err as Error).message}\n`);
     return 1;
   }
+  logLine({ level: 'info', msg: 'mapgate started', services: config.services.length, workers: 1, listeners: gateway.listenerLabels(), admin: gateway.adminAddress() });
   return new Promise((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import { createAdminServer } from './admin/admin';
+import { createAdminServer, listenAdmin } from './admin/admin';
 import type { GatewayConfig, ServiceConfig, User } from './config/types';
 import { hostPortLabel } from './config/parse-values';
 import { Connection, type ConnectionHost, type ServiceState } from './connection';
@@ -26,6 +26,8 @@ export interface GatewayOptions {
   interfacePollMs?: number;
   /** Check for file-descriptor exhaustion this often (ms); 0 or absent: never. */
   fdCheckMs?: number;
+  /** Other processes write events to the same stdout/stderr (cluster workers): keep lines whole. */
+  sharedEventLog?: boolean;
 }
 
 /** The outcome of a reload, also logged as one line. */
@@ -144,7 +146,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.state = 'starting';
     try {
       if (this.cfg.events !== 'off') {
-        this.sink = new JsonLinesSink(this.cfg.events);
+        this.sink = new JsonLinesSink(this.cfg.events, this.options.sharedEventLog);
         await this.sink.ready();
       }
       for (const svc of this.cfg.services) this.services.set(svc.name, this.serviceState(svc));
@@ -159,7 +161,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.metrics.lastReloadTime.set(Date.now() / 1000);
     this.state = 'running';
     this.startWatching();
-    this.log('info', 'mapgate started', { services: this.cfg.services.length, listeners: this.endpoints().map((l) => `${l.service}@${hostPortLabel(l.address, l.port)}`), admin: this.adminAddress() });
+  }
+
+  /** `service@address:port` of every listener, as logs show them. */
+  listenerLabels(): string[] {
+    return this.endpoints().map((l) => `${l.service}@${hostPortLabel(l.address, l.port)}`);
   }
 
   /** Every listening socket, with the port actually bound. */
@@ -301,14 +307,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   /**
-   * Re-reads the config file and applies it as a diff (see {@link reload}). Never throws:
+   * Re-reads the config file and applies it as a diff (see {@link reload}); `adjust` may rewrite
+   * the loaded config first (a cluster worker drops `admin`, which the primary owns). Never throws:
    * an invalid file or a failed bind leaves the running config in force and says why.
    */
-  reloadFromFile(): Promise<ReloadResult> {
+  reloadFromFile(adjust: (c: GatewayConfig) => GatewayConfig = (c) => c): Promise<ReloadResult> {
     const run = async (): Promise<ReloadResult> => {
       let next: GatewayConfig;
       try {
-        next = loadConfigFile(this.cfg.file);
+        next = adjust(loadConfigFile(this.cfg.file));
       } catch (err) {
         return this.reloadFailed(err as Error);
       }
@@ -430,19 +437,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       status: () => this.status(),
       reload: () => this.reloadFromFile(),
     });
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        server.off('listening', onListening);
-        reject(new BindError('admin', host, port, err));
-      };
-      const onListening = (): void => {
-        server.off('error', onError);
-        resolve();
-      };
-      server.once('error', onError);
-      server.once('listening', onListening);
-      server.listen({ host, port });
-    });
+    await listenAdmin(server, host, port);
     server.on('error', (err: NodeJS.ErrnoException) => this.log('error', 'admin server error', { code: err.code ?? null }));
     return server;
   }

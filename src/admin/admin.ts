@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import { BindError } from '../errors';
 import { STATUS_PAGE_HEADERS, STATUS_PAGE_HTML, StatusStreams } from './status-page';
 
 /** What the admin endpoint serves; the gateway supplies each piece. */
@@ -8,6 +9,7 @@ export interface AdminHandlers {
   healthy(): boolean;
   /** Ready (`/readyz`): accepting new connections; false while draining. */
   ready(): boolean;
+  /** Synchronous, or a promise (a cluster primary asks its workers). */
   status(): unknown;
   /** `POST /reload`; absent when reloads are not supported. */
   reload?(): Promise<{ ok: boolean; message: string }>;
@@ -87,7 +89,10 @@ export function createAdminServer(h: AdminHandlers): http.Server {
       const ready = h.ready();
       send(res, ready ? 200 : 503, ready ? 'ready\n' : 'draining\n');
     } else if (path === '/status' && get) {
-      send(res, 200, JSON.stringify(h.status()), 'application/json');
+      Promise.resolve(h.status()).then(
+        (status) => send(res, 200, JSON.stringify(status), 'application/json'),
+        (err: Error) => send(res, 500, `status failed: ${err.message}\n`),
+      );
     } else if (path === '/reload' && method === 'POST' && h.reload) {
       // Reload is an operator's action: only from this host, even when admin listens wider.
       if (!isLoopback(req.socket.remoteAddress)) return send(res, 403, 'reload is accepted from loopback only\n');
@@ -119,4 +124,21 @@ function isLoopback(address: string | undefined): boolean {
   if (!address) return false;
   const a = address.startsWith('::ffff:') ? address.slice(7) : address;
   return a === '::1' || a.startsWith('127.');
+}
+
+/** Listens on host:port; rejects with a {@link BindError} naming the admin endpoint. */
+export function listenAdmin(server: http.Server, host: string, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      server.off('listening', onListening);
+      reject(new BindError('admin', host, port, err));
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen({ host, port });
+  });
 }

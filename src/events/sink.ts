@@ -21,7 +21,12 @@ export class JsonLinesSink {
   /** Lines dropped because the destination was too slow. */
   dropped = 0;
 
-  constructor(target: string) {
+  /**
+   * @param shared other processes (cluster workers) write to the same stdout/stderr: writes are
+   * then cut at line boundaries into pieces of at most PIPE_BUF bytes, which a pipe keeps whole,
+   * so lines of different workers never interleave mid-line.
+   */
+  constructor(target: string, private readonly shared = false) {
     if (target === 'stdout' || target === 'stderr') {
       this.stream = createWriteStream('', { fd: target === 'stdout' ? 1 : 2, autoClose: false });
     } else {
@@ -63,10 +68,15 @@ export class JsonLinesSink {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     if (this.pending.length === 0 || this.stream.destroyed) return;
-    const chunk = this.pending.join('');
+    const lines = this.pending;
+    const chunk = this.shared ? atomicPieces(lines) : lines.join('');
     this.pending = [];
     this.pendingBytes = 0;
-    if (!this.stream.write(chunk)) this.blocked = true;
+    if (typeof chunk === 'string') {
+      if (!this.stream.write(chunk)) this.blocked = true;
+    } else {
+      for (const piece of chunk) if (!this.stream.write(piece)) this.blocked = true;
+    }
   };
 
   private readonly onDrain = (): void => {
@@ -88,4 +98,22 @@ export class JsonLinesSink {
       this.stream.end(() => resolve());
     });
   }
+}
+
+/** POSIX guarantees a pipe write of at most this many bytes is not interleaved with others. */
+const PIPE_BUF = 4096;
+
+/** Joins lines into pieces of at most PIPE_BUF bytes (a longer line stands alone). */
+function atomicPieces(lines: readonly string[]): string[] {
+  const pieces: string[] = [];
+  let piece = '';
+  for (const line of lines) {
+    if (piece && Buffer.byteLength(piece) + Buffer.byteLength(line) > PIPE_BUF) {
+      pieces.push(piece);
+      piece = '';
+    }
+    piece += line;
+  }
+  if (piece) pieces.push(piece);
+  return pieces;
 }

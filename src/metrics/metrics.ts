@@ -27,6 +27,17 @@ export interface ServiceMetrics {
   connectFailure(code: string): void;
 }
 
+/** The config reload metrics, in `registry`; `aggregator` says how a cluster primary combines workers' copies. */
+export function reloadMetrics(registry: Registry, aggregator: 'omit' | 'max' = 'max'): { reloads: Counter<'result'>; lastReloadOk: Gauge; lastReloadTime: Gauge } {
+  const reloads = new Counter({ name: 'mapgate_config_reload_total', help: 'Config reloads, by result.', labelNames: ['result'], registers: [registry], aggregator });
+  for (const r of ['success', 'failure']) reloads.labels(r).inc(0);
+  return {
+    reloads,
+    lastReloadOk: new Gauge({ name: 'mapgate_config_last_reload_successful', help: '1 if the last config reload succeeded.', registers: [registry], aggregator }),
+    lastReloadTime: new Gauge({ name: 'mapgate_config_last_reload_success_timestamp_seconds', help: 'Time of the last successful config load.', registers: [registry], aggregator }),
+  };
+}
+
 /** Upstream connect failures are labelled by error code; past this many distinct codes, `other`. */
 const MAX_FAILURE_CODES = 64;
 
@@ -58,17 +69,20 @@ export class Metrics {
   });
   readonly rejected = new Counter({ name: 'mapgate_rejected_total', help: 'Client connections refused before any upstream was dialled.', labelNames: ['service', 'reason'], registers: [this.registry] });
   readonly connectFailures = new Counter({ name: 'mapgate_upstream_connect_failures_total', help: 'Failed upstream connection attempts, by error code.', labelNames: ['service', 'code'], registers: [this.registry] });
-  readonly listeners = new Gauge({ name: 'mapgate_listeners', help: 'Listening sockets.', labelNames: ['service'], registers: [this.registry] });
+  // Every worker of a cluster holds the same listeners: aggregate with max, not sum.
+  readonly listeners = new Gauge({ name: 'mapgate_listeners', help: 'Listening sockets.', labelNames: ['service'], registers: [this.registry], aggregator: 'max' });
   readonly maxConnections = new Gauge({ name: 'mapgate_connections_max', help: 'Configured connection limit of each service.', labelNames: ['service'], registers: [this.registry] });
   readonly acceptErrors = new Counter({ name: 'mapgate_accept_errors_total', help: 'Errors accepting connections (EMFILE, ...).', labelNames: ['code'], registers: [this.registry] });
   readonly eventsDropped: Gauge;
-  readonly reloads = new Counter({ name: 'mapgate_config_reload_total', help: 'Config reloads, by result.', labelNames: ['result'], registers: [this.registry] });
-  readonly lastReloadOk = new Gauge({ name: 'mapgate_config_last_reload_successful', help: '1 if the last config reload succeeded.', registers: [this.registry] });
-  readonly lastReloadTime = new Gauge({ name: 'mapgate_config_last_reload_success_timestamp_seconds', help: 'Time of the last successful config load.', registers: [this.registry] });
-  readonly buildInfo = new Gauge({ name: 'mapgate_build_info', help: 'Always 1; labels carry the version.', labelNames: ['version', 'node'], registers: [this.registry] });
+  readonly reloads: Counter<'result'>;
+  readonly lastReloadOk: Gauge;
+  readonly lastReloadTime: Gauge;
+  readonly buildInfo = new Gauge({ name: 'mapgate_build_info', help: 'Always 1; labels carry the version.', labelNames: ['version', 'node'], registers: [this.registry], aggregator: 'first' });
 
   constructor(version: string, live: () => Iterable<LiveBytes>, droppedEvents: () => number, options: { defaultMetrics?: boolean } = {}) {
     this.live = live;
+    // In a cluster the primary owns reloads and reports them; the workers' copies are omitted.
+    ({ reloads: this.reloads, lastReloadOk: this.lastReloadOk, lastReloadTime: this.lastReloadTime } = reloadMetrics(this.registry, 'omit'));
     const self = this;
     this.bytes = new Counter({
       name: 'mapgate_bytes_total',
@@ -87,7 +101,6 @@ export class Metrics {
       collect() { this.set(droppedEvents()); },
     });
     this.buildInfo.labels(version, process.version).set(1);
-    for (const r of ['success', 'failure']) this.reloads.labels(r).inc(0);
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: '' });
   }
 
