@@ -1,5 +1,8 @@
 import type { Socket } from 'node:net';
 
+/** Idle progress samples per idle period: the timeout's precision is 1/IDLE_CHECKS of it. */
+const IDLE_CHECKS = 8;
+
 /** How a relay ended: which side closed first, an idle timeout, or an abort. */
 export type RelayEnd = 'client-closed' | 'upstream-closed' | 'idle-timeout';
 
@@ -28,6 +31,9 @@ export class Relay {
   private error: string | null = null;
   private open = 2;
   private done = false;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private moved = 0;
+  private lastMoved = 0;
 
   constructor(
     readonly client: Socket,
@@ -42,17 +48,21 @@ export class Relay {
     client.once('close', this.onClientClose);
     upstream.once('close', this.onUpstreamClose);
     if (idleTimeoutMs > 0) {
-      client.setTimeout(idleTimeoutMs);
-      client.once('timeout', this.onIdle);
+      this.lastMoved = Date.now();
+      this.idleTimer = setInterval(this.onIdleCheck, Math.max(1, Math.floor(idleTimeoutMs / IDLE_CHECKS)));
     }
     client.pipe(upstream);
     upstream.pipe(client);
     client.resume();
   }
 
-  /** Ends the relay now, both sockets destroyed, with `reason` unless one was already set. */
+  /** Ends the relay now, both sockets destroyed, with `reason`. */
   abort(reason: string): void {
-    this.settle(reason, null);
+    // The gateway's decision is the reason, even after one side had half-closed.
+    if (!this.done && !this.client.destroyed) {
+      this.reason = reason;
+      this.error = null;
+    }
     this.client.destroy();
     this.upstream.destroy();
   }
@@ -77,8 +87,18 @@ export class Relay {
     this.client.destroy();
   };
 
-  private readonly onIdle = (): void => {
-    this.abort('idle-timeout');
+  private readonly onIdleCheck = (): void => {
+    const { client, upstream } = this;
+    // Bytes taken from each socket, and bytes each socket handed to the kernel.
+    const moved = client.bytesRead + upstream.bytesRead
+      + client.bytesWritten - client.writableLength + upstream.bytesWritten - upstream.writableLength;
+    const now = Date.now();
+    if (moved !== this.moved) {
+      this.moved = moved;
+      this.lastMoved = now;
+    } else if (now - this.lastMoved >= this.idleTimeoutMs) {
+      this.abort('idle-timeout');
+    }
   };
 
   private readonly onClientClose = (): void => {
@@ -93,19 +113,15 @@ export class Relay {
     this.closed();
   };
 
-  /** The peer is gone: flush what `socket` still has to write, then close it; a stuck flush times out. */
+  /** The peer is gone: flush what `socket` still has to write, then close it; a stuck flush times out (idle). */
   private finishSoon(socket: Socket): void {
-    if (socket.destroyed) return;
-    if (this.idleTimeoutMs > 0) {
-      socket.setTimeout(this.idleTimeoutMs);
-      socket.once('timeout', this.onIdle);
-    }
-    socket.destroySoon();
+    if (!socket.destroyed) socket.destroySoon();
   }
 
   private closed(): void {
     if (--this.open > 0 || this.done) return;
     this.done = true;
+    if (this.idleTimer) clearInterval(this.idleTimer);
     this.onDone({ end: this.reason ?? 'client-closed', error: this.error });
   }
 }
