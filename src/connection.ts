@@ -173,9 +173,11 @@ export class Connection implements LiveBytes {
     svc.metrics.outcome(reason);
     const durationMs = Date.now() - this.since;
     svc.metrics.durationSeconds.observe(durationMs / 1000);
+    const e = this.connectEvent!;
+    // Spelled out, not spread: this runs once per connection and a spread costs several times more.
     host.disconnected({
-      ...this.connectEvent!, event: 'ClientDisconnect', destination: this.destination,
-      tls: this.served ? this.served.destination.tls !== null : this.connectEvent!.tls,
+      event: 'ClientDisconnect', id: e.id, service: e.service, listener: e.listener, client: e.client, user: e.user,
+      destination: this.destination, tls: this.served ? this.served.destination.tls !== null : e.tls, time: e.time,
       bytesFromClient: this.socket.bytesRead, bytesToClient: this.socket.bytesWritten, durationMs, reason, error,
       destinationIndex: this.served?.index ?? null,
     });

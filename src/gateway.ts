@@ -356,7 +356,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     for (const svc of next.services) {
       const state = this.services.get(svc.name)!;
       state.config = svc;
-      this.metrics.maxConnections.labels(svc.name).set(svc.maxConnections);
+      state.metrics.setMax(svc.maxConnections);
     }
     for (const name of removed) if (previous.has(name)) this.services.delete(name);
     const restartOnly = ['admin', 'events', 'workers'].filter((k) => JSON.stringify((this.cfg as never)[k]) !== JSON.stringify((next as never)[k]));

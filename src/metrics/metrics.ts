@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { FastCounter, FastGauge, FastHistogram } from './fast';
 import { DISCONNECT_REASONS } from '../events/events';
 
 /** A connection's byte counters as the metrics see them while it is open. */
@@ -17,6 +18,8 @@ export interface LiveBytes {
 /** Children of every labelled metric for one service, bound once so the hot path does no label lookups. */
 export interface ServiceMetrics {
   readonly active: { inc(): void; dec(): void };
+  /** Sets `mapgate_connections_max` (on start and reload). */
+  setMax(max: number): void;
   readonly listeners: { inc(): void; dec(): void };
   readonly connectSeconds: { observe(v: number): void };
   readonly durationSeconds: { observe(v: number): void };
@@ -50,28 +53,19 @@ export class Metrics {
   private readonly codes = new Set<string>();
   private readonly live: () => Iterable<LiveBytes>;
 
-  readonly active = new Gauge({ name: 'mapgate_connections_active', help: 'Open client connections.', labelNames: ['service'], registers: [this.registry] });
-  readonly total = new Counter({ name: 'mapgate_connections_total', help: 'Closed client connections, by how they ended.', labelNames: ['service', 'outcome'], registers: [this.registry] });
-  readonly bytes: Counter<'service' | 'direction'>;
-  readonly connectSeconds = new Histogram({
-    name: 'mapgate_upstream_connect_seconds',
-    help: 'Time to open the upstream connection, TLS handshake included.',
-    labelNames: ['service'],
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [this.registry],
-  });
-  readonly durationSeconds = new Histogram({
-    name: 'mapgate_connection_duration_seconds',
-    help: 'Lifetime of client connections.',
-    labelNames: ['service'],
-    buckets: [0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400, 86400],
-    registers: [this.registry],
-  });
-  readonly rejected = new Counter({ name: 'mapgate_rejected_total', help: 'Client connections refused before any upstream was dialled.', labelNames: ['service', 'reason'], registers: [this.registry] });
-  readonly connectFailures = new Counter({ name: 'mapgate_upstream_connect_failures_total', help: 'Failed upstream connection attempts, by error code.', labelNames: ['service', 'code'], registers: [this.registry] });
+  // Per-connection metrics: bound children, plain field updates (see fast.ts).
+  readonly active = new FastGauge('mapgate_connections_active', 'Open client connections.', this.registry);
+  readonly total = new FastCounter('mapgate_connections_total', 'Closed client connections, by how they ended.', this.registry);
+  readonly bytes = new FastCounter('mapgate_bytes_total', 'Bytes relayed, from_client or to_client; open connections are counted at every scrape.', this.registry);
+  readonly connectSeconds = new FastHistogram('mapgate_upstream_connect_seconds', 'Time to open the upstream connection, TLS handshake included.',
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], this.registry);
+  readonly durationSeconds = new FastHistogram('mapgate_connection_duration_seconds', 'Lifetime of client connections.',
+    [0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400, 86400], this.registry);
+  readonly rejected = new FastCounter('mapgate_rejected_total', 'Client connections refused before any upstream was dialled.', this.registry);
+  readonly connectFailures = new FastCounter('mapgate_upstream_connect_failures_total', 'Failed upstream connection attempts, by error code.', this.registry);
   // Every worker of a cluster holds the same listeners: aggregate with max, not sum.
-  readonly listeners = new Gauge({ name: 'mapgate_listeners', help: 'Listening sockets.', labelNames: ['service'], registers: [this.registry], aggregator: 'max' });
-  readonly maxConnections = new Gauge({ name: 'mapgate_connections_max', help: 'Configured connection limit of each service.', labelNames: ['service'], registers: [this.registry] });
+  readonly listeners = new FastGauge('mapgate_listeners', 'Listening sockets.', this.registry, 'max');
+  readonly maxConnections = new FastGauge('mapgate_connections_max', 'Configured connection limit of each service.', this.registry);
   readonly acceptErrors = new Counter({ name: 'mapgate_accept_errors_total', help: 'Errors accepting connections (EMFILE, ...).', labelNames: ['code'], registers: [this.registry] });
   readonly eventsDropped: Gauge;
   readonly reloads: Counter<'result'>;
@@ -83,17 +77,10 @@ export class Metrics {
     this.live = live;
     // In a cluster the primary owns reloads and reports them; the workers' copies are omitted.
     ({ reloads: this.reloads, lastReloadOk: this.lastReloadOk, lastReloadTime: this.lastReloadTime } = reloadMetrics(this.registry, 'omit'));
-    const self = this;
-    this.bytes = new Counter({
-      name: 'mapgate_bytes_total',
-      help: 'Bytes relayed, from_client or to_client; open connections are counted as they go.',
-      labelNames: ['service', 'direction'],
-      registers: [this.registry],
-      collect() {
-        // Bytes of open connections are added at scrape time, not per chunk.
-        for (const c of self.live()) self.countLive(c);
-      },
-    });
+    // Bytes of open connections are added at scrape time, not per chunk.
+    this.bytes.collect = () => {
+      for (const c of this.live()) this.countLive(c);
+    };
     this.eventsDropped = new Gauge({
       name: 'mapgate_events_dropped_total',
       help: 'Event log lines dropped because the destination could not keep up.',
@@ -116,31 +103,33 @@ export class Metrics {
 
   /** Binds (and zero-initialises, so dashboards see series at once) the children of one service. */
   service(name: string, maxConnections: number): ServiceMetrics {
+    const service = name;
+    const codes = this.codes;
+    const failures = this.connectFailures;
+    const outcomes = new Map(DISCONNECT_REASONS.map((r) => [r as string, this.total.child({ service, outcome: r })]));
+    const rejects = new Map(['rejected', 'limit', 'no-route'].map((r) => [r, this.rejected.child({ service, reason: r })]));
+    const active = this.active.child({ service });
+    const listeners = this.listeners.child({ service });
+    const max = this.maxConnections.child({ service });
+    const from = this.bytes.child({ service, direction: 'from_client' });
+    const to = this.bytes.child({ service, direction: 'to_client' });
     const total = this.total;
     const rejected = this.rejected;
-    const failures = this.connectFailures;
-    const codes = this.codes;
-    this.maxConnections.labels(name).set(maxConnections);
-    // Children bound once: the per-connection path does no label hashing.
-    const outcomes = new Map(DISCONNECT_REASONS.map((r) => [r as string, total.labels(name, r)]));
-    const rejects = new Map(['rejected', 'limit', 'no-route'].map((r) => [r, rejected.labels(name, r)]));
-    for (const c of outcomes.values()) c.inc(0);
-    for (const c of rejects.values()) c.inc(0);
-    this.bytes.labels(name, 'from_client').inc(0);
-    this.bytes.labels(name, 'to_client').inc(0);
+    max.value = maxConnections;
     return {
-      active: this.active.labels(name),
-      listeners: this.listeners.labels(name),
-      connectSeconds: this.connectSeconds.labels(name),
-      durationSeconds: this.durationSeconds.labels(name),
-      bytesFromClient: this.bytes.labels(name, 'from_client'),
-      bytesToClient: this.bytes.labels(name, 'to_client'),
-      outcome(reason) { (outcomes.get(reason) ?? total.labels(name, reason)).inc(); },
-      rejected(reason) { (rejects.get(reason) ?? rejected.labels(name, reason)).inc(); },
+      active: { inc() { active.value++; }, dec() { active.value--; } },
+      listeners: { inc() { listeners.value++; }, dec() { listeners.value--; } },
+      setMax(v) { max.value = v; },
+      connectSeconds: this.connectSeconds.child({ service }),
+      durationSeconds: this.durationSeconds.child({ service }),
+      bytesFromClient: { inc(v) { from.value += v; } },
+      bytesToClient: { inc(v) { to.value += v; } },
+      outcome(reason) { (outcomes.get(reason) ?? total.child({ service, outcome: reason })).value++; },
+      rejected(reason) { (rejects.get(reason) ?? rejected.child({ service, reason })).value++; },
       connectFailure(code) {
         if (!codes.has(code) && codes.size >= MAX_FAILURE_CODES) code = 'other';
         codes.add(code);
-        failures.labels(name, code).inc();
+        failures.child({ service, code }).value++;
       },
     };
   }

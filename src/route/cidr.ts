@@ -112,11 +112,36 @@ export interface ClientAddress {
   readonly text: string;
 }
 
+/** Dotted-quad IPv4 to a 32-bit word in one pass, or -1: the per-connection fast path. */
+function dottedQuad(s: string, from: number): number {
+  let word = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      part = part * 10 + (c - 48);
+      if (++digits > 3 || part > 255) return -1;
+    } else if (c === 46 && digits > 0 && dots < 3) {
+      word = word * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else {
+      return -1;
+    }
+  }
+  if (dots !== 3 || digits === 0) return -1;
+  return word * 256 + part;
+}
+
 export function parseClientAddress(address: string): ClientAddress | null {
-  if (isIPv4(address)) return { family: 4, words: [ipv4Word(address)], text: address };
+  const quad = dottedQuad(address, 0);
+  if (quad >= 0) return { family: 4, words: [quad], text: address };
   if (address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:') {
-    const v4 = address.slice(7);
-    if (isIPv4(v4)) return { family: 4, words: [ipv4Word(v4)], text: v4 };
+    const mapped = dottedQuad(address, 7);
+    if (mapped >= 0) return { family: 4, words: [mapped], text: address.slice(7) };
   }
   if (!isIPv6(address)) return null;
   const words = ipv6Words(address);
