@@ -676,8 +676,12 @@ async function measureProxy(def, ups, results) {
       }
       try {
         if (key === 'warm') {
-          // JIT warm-up for the Node proxies; the others get the same traffic.
+          // JIT warm-up for the Node proxies (the others get the same traffic): both the
+          // per-connection path (Connection: close) and the per-request path (keep-alive).
+          // Without the second, the first keep-alive run of a Node proxy pinned to one core
+          // shares that core with V8's optimising compiler, and its p99 measures compilation.
           await wrk(p, CONN_CLIENTS, D.warmSecs, { close: true });
+          await wrk(p, LATENCY_CLIENTS, D.warmSecs, {});
         } else if (key === 'conn') {
           const r = await connRate(p);
           record('conn', r.rate, r.note);
