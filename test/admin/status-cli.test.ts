@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { connect, onTeardown, startEchoServer } from '../helpers/net';
+import {
+  connect, onTeardown, startEchoServer, unusedPort,
+} from '../helpers/net';
 import type { StatusJson } from './sse';
 
 const CLI = path.resolve(__dirname, '../../dist/cli.js');
@@ -11,23 +12,6 @@ const CLI = path.resolve(__dirname, '../../dist/cli.js');
 beforeAll(() => {
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
 });
-
-/**
- * A port that was free a moment ago. The gateway runs in another process, so it cannot bind
- * port 0 and tell us the port through the config file the CLI reads back: `mapgate status`
- * finds the admin endpoint by reading the same `admin.listen`. We bind port 0, note the port
- * and release it; another process could take it in between, a race we accept in a test.
- */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, resolve);
-  });
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function writeConfig(text: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mapgate-status-'));
@@ -76,7 +60,7 @@ function parseTables(stdout: string): string[][][] {
 describe('mapgate status', () => {
   test('prints the running gateway\'s services and open connections as tables', async () => {
     const echo = await startEchoServer();
-    const adminPort = await freePort();
+    const adminPort = await unusedPort();
     const file = writeConfig(`
 admin: { listen: "127.0.0.1:${adminPort}" }
 log: { events: "off" }

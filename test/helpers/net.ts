@@ -50,6 +50,29 @@ export async function startEchoServer(host = '127.0.0.1'): Promise<{ server: net
   return { server, port };
 }
 
+/** An upstream that answers every connection with `TAG:` and then echoes: shows which upstream served. */
+export async function startTaggedServer(tag: string): Promise<number> {
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    s.write(`${tag}:`);
+    s.pipe(s);
+  });
+  return listen(server);
+}
+
+/**
+ * A loopback port nothing listens on (bound, then closed): a refused destination, or a fixed port
+ * for configs that must name the same port across reloads or processes. The one place a test
+ * picks a port ahead of time, where the port must be known before the gateway binds it.
+ */
+export async function unusedPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
 /** Starts a gateway from YAML text (events off, no default process metrics); stopped at teardown. */
 export async function startGateway(yaml: string, options: { baseDir?: string } = {}): Promise<Gateway> {
   const config = parseConfig(yaml, 'test.yaml', { baseDir: options.baseDir });

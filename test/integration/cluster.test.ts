@@ -1,17 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
-import { listen, roundTrip, waitFor } from '../helpers/net';
+import {
+  listen, roundTrip, startTaggedServer, waitFor,
+} from '../helpers/net';
 import { runCli, started, startedPort, writeConfig } from '../helpers/process';
-
-/** An upstream that prefixes its echo with a tag. */
-async function tagged(tag: string): Promise<number> {
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => {});
-    s.write(`${tag}:`);
-    s.pipe(s);
-  });
-  return listen(server);
-}
 
 function children(pid: number): number[] {
   return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
@@ -25,7 +16,7 @@ async function metric(admin: { host: string; port: number }, name: string): Prom
 
 describe('workers: 2 (node:cluster)', () => {
   test('shared listeners, whole event lines, aggregated metrics and status, reload, replacement, graceful stop', async () => {
-    const [a, b] = await Promise.all([tagged('a'), tagged('b')]);
+    const [a, b] = await Promise.all([startTaggedServer('a'), startTaggedServer('b')]);
     const yaml = (dest: number): string => `
 admin: { listen: "127.0.0.1:0" }
 log: { events: stdout }

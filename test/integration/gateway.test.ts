@@ -4,32 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClientDisconnectEvent } from '../../src/events/events';
 import {
-  adminGet, closed, connect, listen, metricValue, nextDisconnect, portOf, readAll, recordEvents, roundTrip,
-  sendAndCollect, startBlackHole, startEchoServer, startGateway, waitFor,
+  adminGet, closed, connect, listen, metricValue, nextDisconnect, portOf, readAll, recordEvents, roundTrip, sendAndCollect, startBlackHole, startEchoServer, startGateway, startTaggedServer, unusedPort, waitFor,
 } from '../helpers/net';
-
-/** A port on 127.0.0.1 where nothing listens (bound, then closed). */
-async function deadPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** An upstream that answers with a tag naming it, then echoes. */
-async function taggedServer(tag: string): Promise<number> {
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => {});
-    s.write(`${tag}:`);
-    s.pipe(s);
-  });
-  return listen(server);
-}
 
 describe('routing with real clients', () => {
   test('user by source address, source CIDR, reject, and default, in order', async () => {
-    const [a, b, d] = await Promise.all([taggedServer('alice'), taggedServer('branch'), taggedServer('default')]);
+    const [a, b, d] = await Promise.all([startTaggedServer('alice'), startTaggedServer('branch'), startTaggedServer('default')]);
     const gw = await startGateway(`
 admin: { listen: "off" }
 log: { events: "off" }
@@ -65,7 +45,7 @@ services:
   });
 
   test('IPv4-mapped clients of a dual-stack listener match IPv4 rules', async () => {
-    const [a, d] = await Promise.all([taggedServer('alice'), taggedServer('default')]);
+    const [a, d] = await Promise.all([startTaggedServer('alice'), startTaggedServer('default')]);
     const gw = await startGateway(`
 admin: { listen: "off" }
 log: { events: "off" }
@@ -181,7 +161,7 @@ services:
 ${extra}`;
 
   test('connect refused closes the client: connect-failed with ECONNREFUSED', async () => {
-    const gw = await startGateway(config(`127.0.0.1:${await deadPort()}`));
+    const gw = await startGateway(config(`127.0.0.1:${await unusedPort()}`));
     const done = nextDisconnect(gw);
     expect((await sendAndCollect(portOf(gw, 's'), 'x')).data.length).toBe(0);
     expect(await done).toMatchObject({ reason: 'connect-failed', error: 'ECONNREFUSED', destinationIndex: null });
@@ -202,8 +182,8 @@ ${extra}`;
 
   test('failover: the next destination serves when the first refuses or times out', async () => {
     const hole = await startBlackHole();
-    const good = await taggedServer('good');
-    const gw = await startGateway(config(`[127.0.0.1:${await deadPort()}, 127.0.0.1:${hole.port}, 127.0.0.1:${good}]`, '    connectTimeout: 300ms'));
+    const good = await startTaggedServer('good');
+    const gw = await startGateway(config(`[127.0.0.1:${await unusedPort()}, 127.0.0.1:${hole.port}, 127.0.0.1:${good}]`, '    connectTimeout: 300ms'));
     const done = nextDisconnect(gw);
     expect((await roundTrip(portOf(gw, 's'), 'x')).toString()).toBe('good:x');
     const e = await done;
@@ -274,7 +254,7 @@ describe('events', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mapgate-events-'));
     const log = join(dir, 'events.jsonl');
     const { port } = await startEchoServer();
-    const dead = await deadPort();
+    const dead = await unusedPort();
     const gw = await startGateway(`
 admin: { listen: "off" }
 log: { events: "${log}" }

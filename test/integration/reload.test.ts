@@ -5,26 +5,9 @@ import { join } from 'node:path';
 import { loadConfigFile, parseConfig } from '../../src/config/load';
 import { createGateway, type Gateway } from '../../src/gateway';
 import type { LogRecord } from '../../src/events/events';
-import { adminGet, closed, connect, listen, metricValue, nextDisconnect, onTeardown, readAll, roundTrip, waitFor } from '../helpers/net';
-
-/** An upstream that prefixes everything it echoes with its tag. */
-async function tagged(tag: string): Promise<number> {
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => {});
-    s.write(`${tag}:`);
-    s.pipe(s);
-  });
-  return listen(server);
-}
-
-/** A free loopback port, for configs that must name a fixed port across reloads. */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+import {
+  adminGet, closed, connect, listen, metricValue, nextDisconnect, onTeardown, readAll, roundTrip, startTaggedServer, unusedPort, waitFor,
+} from '../helpers/net';
 
 function yaml(services: string, extra = ''): string {
   return `admin: { listen: "127.0.0.1:0" }
@@ -55,8 +38,8 @@ ${extra}`;
 
 describe('hot reload', () => {
   test('a valid file applies as a diff: kept sockets, new and removed listeners, new routes for new connections only', async () => {
-    const [a, b] = await Promise.all([tagged('a'), tagged('b')]);
-    const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
+    const [a, b] = await Promise.all([startTaggedServer('a'), startTaggedServer('b')]);
+    const [p1, p2, p3] = [await unusedPort(), await unusedPort(), await unusedPort()];
     const { gw, file, logs } = await startFromFile(yaml(svc('one', p1, a) + svc('two', p2, a)));
     const server1 = gw.endpoints().find((e) => e.service === 'one')!;
     // An open connection through "one", routed to a.
@@ -85,8 +68,8 @@ describe('hot reload', () => {
   });
 
   test('an invalid file changes nothing; errors carry file:line:col; metrics say so', async () => {
-    const a = await tagged('a');
-    const p1 = await freePort();
+    const a = await startTaggedServer('a');
+    const p1 = await unusedPort();
     const { gw, file, logs } = await startFromFile(yaml(svc('one', p1, a)));
     const t0 = await metricValue(gw, 'mapgate_config_last_reload_success_timestamp_seconds');
     writeFileSync(file, yaml(svc('one', p1, a).replace('port:', 'prot:')));
@@ -105,12 +88,12 @@ describe('hot reload', () => {
   });
 
   test('a reload whose new listener cannot bind is refused whole', async () => {
-    const a = await tagged('a');
-    const [p1, p2] = [await freePort(), await freePort()];
+    const a = await startTaggedServer('a');
+    const [p1, p2] = [await unusedPort(), await unusedPort()];
     const blocker = net.createServer();
     const taken = await listen(blocker);
     const { gw, file } = await startFromFile(yaml(svc('one', p1, a) + svc('two', p2, a)));
-    writeFileSync(file, yaml(svc('one', p1, a) + svc('new1', await freePort(), a) + svc('clash', taken, a)));
+    writeFileSync(file, yaml(svc('one', p1, a) + svc('new1', await unusedPort(), a) + svc('clash', taken, a)));
     const r = await gw.reloadFromFile();
     expect(r.ok).toBe(false);
     expect(r.message).toContain(`service "clash": cannot listen on 127.0.0.1:${taken}: EADDRINUSE`);
@@ -120,8 +103,8 @@ describe('hot reload', () => {
   });
 
   test('removed listeners drain: open connections end with reason shutdown after shutdownGrace', async () => {
-    const a = await tagged('a');
-    const [p1, p2] = [await freePort(), await freePort()];
+    const a = await startTaggedServer('a');
+    const [p1, p2] = [await unusedPort(), await unusedPort()];
     const { gw, file } = await startFromFile(yaml(svc('one', p1, a) + svc('two', p2, a)));
     const s = await connect(p2);
     s.write('q');
@@ -139,8 +122,8 @@ describe('hot reload', () => {
   });
 
   test('limits and timeouts apply to new connections after a reload', async () => {
-    const a = await tagged('a');
-    const p1 = await freePort();
+    const a = await startTaggedServer('a');
+    const p1 = await unusedPort();
     const { gw, file } = await startFromFile(yaml(svc('one', p1, a)));
     const first = await connect(p1);
     await waitFor(() => first.bytesRead >= 2);
@@ -154,8 +137,8 @@ describe('hot reload', () => {
   });
 
   test('the file watcher reloads on in-place writes and on rename-over saves; no change, no reload', async () => {
-    const [a, b, c] = await Promise.all([tagged('a'), tagged('b'), tagged('c')]);
-    const p1 = await freePort();
+    const [a, b, c] = await Promise.all([startTaggedServer('a'), startTaggedServer('b'), startTaggedServer('c')]);
+    const p1 = await unusedPort();
     const { gw, file } = await startFromFile(yaml(svc('one', p1, a)), { watch: true });
     const reloads = (): Promise<number> => metricValue(gw, 'mapgate_config_reload_total', { result: 'success' });
     writeFileSync(file, yaml(svc('one', p1, b)));
@@ -173,8 +156,8 @@ describe('hot reload', () => {
   });
 
   test('a Kubernetes-style ConfigMap update (..data symlink swap) is seen', async () => {
-    const [a, b] = await Promise.all([tagged('a'), tagged('b')]);
-    const p1 = await freePort();
+    const [a, b] = await Promise.all([startTaggedServer('a'), startTaggedServer('b')]);
+    const p1 = await unusedPort();
     const dir = mkdtempSync(join(tmpdir(), 'mapgate-cm-'));
     // The kubelet layout: mappings.yaml -> ..data/mappings.yaml, ..data -> ..2026_v1
     mkdirSync(join(dir, '..v1'));
@@ -192,8 +175,8 @@ describe('hot reload', () => {
   });
 
   test('POST /reload on the admin endpoint reloads; GET is refused', async () => {
-    const [a, b] = await Promise.all([tagged('a'), tagged('b')]);
-    const p1 = await freePort();
+    const [a, b] = await Promise.all([startTaggedServer('a'), startTaggedServer('b')]);
+    const p1 = await unusedPort();
     const { gw, file } = await startFromFile(yaml(svc('one', p1, a)));
     writeFileSync(file, yaml(svc('one', p1, b)));
     const { host, port } = gw.adminAddress()!;
@@ -209,8 +192,8 @@ describe('hot reload', () => {
   });
 
   test('reload applies through parseConfig objects too (library API)', async () => {
-    const [a, b] = await Promise.all([tagged('a'), tagged('b')]);
-    const p1 = await freePort();
+    const [a, b] = await Promise.all([startTaggedServer('a'), startTaggedServer('b')]);
+    const p1 = await unusedPort();
     const gw = createGateway(parseConfig(yaml(svc('one', p1, a))), { defaultMetrics: false });
     await gw.start();
     onTeardown(() => gw.destroy());
