@@ -10,7 +10,8 @@ import { watchFile } from './config/watch';
 import { BindError, ConfigError, formatProblem, MapgateError } from './errors';
 import type { ClientConnectEvent, ClientDisconnectEvent, GatewayEvents, LogRecord } from './events/events';
 import { JsonLinesSink } from './events/sink';
-import { resolveBind } from './listen/interfaces';
+import { resolveBind, type InterfaceTable } from './listen/interfaces';
+import { networkInterfaces } from 'node:os';
 import { listenTcp } from './listen/listener';
 import { Metrics } from './metrics/metrics';
 import { FdMonitor } from './fd-monitor';
@@ -24,6 +25,8 @@ export interface GatewayOptions {
   watch?: boolean;
   /** Re-read interface addresses this often (ms); 0 or absent: only on reload. */
   interfacePollMs?: number;
+  /** The host's interfaces; default `os.networkInterfaces()` (tests pass a changing table). */
+  networkInterfaces?: () => InterfaceTable;
   /** Check for file-descriptor exhaustion this often (ms); 0 or absent: never. */
   fdCheckMs?: number;
   /** Other processes write events to the same stdout/stderr (cluster workers): keep lines whole. */
@@ -56,10 +59,10 @@ type ListenPlan = readonly ListenSpec[];
  * The listeners a config asks for on this host now. A fixed port is keyed by address:port, so a
  * reload that keeps it keeps the socket; port 0 (tests) is keyed by its service too.
  */
-function planListeners(config: GatewayConfig): ListenPlan {
+function planListeners(config: GatewayConfig, table: InterfaceTable): ListenPlan {
   const plan: ListenSpec[] = [];
   for (const svc of config.services) {
-    const addresses = resolveBind(svc.bind, config.interfaces);
+    const addresses = resolveBind(svc.bind, config.interfaces, table);
     if (addresses.length === 0) {
       throw new MapgateError('MAPGATE_ERR_BIND', `service "${svc.name}": no ${svc.bind.kind === 'internal' ? 'internal interface address' : 'address'} to listen on`);
     }
@@ -150,7 +153,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
         await this.sink.ready();
       }
       for (const svc of this.cfg.services) this.services.set(svc.name, this.serviceState(svc));
-      await this.applyListeners(planListeners(this.cfg));
+      await this.applyListeners(planListeners(this.cfg, this.interfaces()));
       if (this.cfg.admin) this.admin = await this.startAdmin(this.cfg.admin.host, this.cfg.admin.port);
     } catch (err) {
       await this.teardown();
@@ -347,7 +350,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     const removed = [...before.keys()].filter((n) => !next.services.some((s) => s.name === n));
     let diff: { bound: string[]; closed: string[] };
     try {
-      diff = await this.applyListeners(planListeners(next), next.shutdownGraceMs);
+      diff = await this.applyListeners(planListeners(next, this.interfaces()), next.shutdownGraceMs);
     } catch (err) {
       for (const name of added) this.services.delete(name);
       return this.reloadFailed(err as Error);
@@ -382,7 +385,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   /** Re-resolves interface addresses; listeners follow addresses that appeared or vanished. */
   private async refreshInterfaces(): Promise<void> {
     if (this.state !== 'running') return;
-    const plan = planListeners(this.cfg);
+    const plan = planListeners(this.cfg, this.interfaces());
     const keys = new Set(plan.map((p) => p.key));
     if (plan.length === this.listening.size && [...this.listening.keys()].every((k) => keys.has(k))) return;
     try {
@@ -391,6 +394,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     } catch (err) {
       this.log('error', 'interface addresses changed, but a new listener could not bind', { error: (err as Error).message });
     }
+  }
+
+  private interfaces(): InterfaceTable {
+    return this.options.networkInterfaces ? this.options.networkInterfaces() : networkInterfaces();
   }
 
   private startWatching(): void {

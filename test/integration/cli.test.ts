@@ -1,5 +1,6 @@
 import * as net from 'node:net';
-import { closed, connect, listen, readAll, roundTrip, sendAndCollect, startEchoServer, waitFor } from '../helpers/net';
+import { writeFileSync } from 'node:fs';
+import { closed, connect, listen, readAll, roundTrip, sendAndCollect, startEchoServer, startTaggedServer, unusedPort, waitFor } from '../helpers/net';
 import { cliResult, runCli, started, startedPort, writeConfig } from '../helpers/process';
 
 const cfg = (body: string): string => `
@@ -157,6 +158,42 @@ services:
     const res = await sendAndCollect(p, 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     expect(res.data.toString()).toMatch(/^HTTP\/1\.1 200 OK/);
     expect(res.data.toString()).toContain('mapgate_connections_active{service="admin-via-gateway"} 1');
+    r.child.kill('SIGTERM');
+    expect(await r.exit).toBe(0);
+  });
+
+  test('reload: `mapgate reload` (POST /reload) and SIGHUP apply the edited file; an invalid file is refused locally', async () => {
+    const [a, b, c] = await Promise.all([startTaggedServer('a'), startTaggedServer('b'), startTaggedServer('c')]);
+    // `mapgate reload` finds the admin endpoint in the config file, so its port is fixed here.
+    const adminPort = await unusedPort();
+    const text = (dest: number): string => cfg(`
+services:
+  - name: s
+    port: 0
+    bind: [127.0.0.1]
+    destination: 127.0.0.1:${dest}
+`).replace('127.0.0.1:0', `127.0.0.1:${adminPort}`);
+    const file = writeConfig(text(a));
+    const r = runCli(['run', '-c', file]);
+    const p = startedPort(await started(r), 's');
+    expect((await roundTrip(p, '1')).toString()).toBe('a:1');
+
+    writeFileSync(file, text(b));
+    const reload = await cliResult(['reload', '-c', file]);
+    expect(reload.code).toBe(0);
+    // The file watcher may have applied the edit first, so "~1" or "~0" services changed.
+    expect(reload.stdout).toMatch(/^reloaded: services \+0 -0 ~[01], listeners \+0 -0$/);
+    expect((await roundTrip(p, '2')).toString()).toBe('b:2');
+
+    writeFileSync(file, text(c));
+    r.child.kill('SIGHUP');
+    await waitFor(() => r.stderr.filter((l) => l.includes('"config reloaded"')).length >= 2, 10_000, 'SIGHUP reload');
+    expect((await roundTrip(p, '3')).toString()).toBe('c:3');
+
+    writeFileSync(file, text(c).replace('port: 0', 'port: -1'));
+    const refused = await cliResult(['reload', '-c', file]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`${file}:9:11: services[0].port: must be >= 0`);
     r.child.kill('SIGTERM');
     expect(await r.exit).toBe(0);
   });

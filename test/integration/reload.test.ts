@@ -201,3 +201,33 @@ describe('hot reload', () => {
     expect((await roundTrip(p1, 'l')).toString()).toBe('b:l');
   });
 });
+
+describe('interface addresses', () => {
+  test('an address appearing on an internal interface gets its listeners; one that disappears loses them', async () => {
+    const { nic } = { nic: (address: string) => ({ address, netmask: '255.0.0.0', family: 'IPv4', mac: '00:00:00:00:00:00', internal: true, cidr: `${address}/8` }) };
+    const table: Record<string, ReturnType<typeof nic>[]> = { lo: [nic('127.0.0.1')] };
+    const a = await startTaggedServer('a');
+    const port = await unusedPort();
+    const gw = createGateway(parseConfig(yaml(`  - name: one
+    port: ${port}
+    bind: internal
+    destination: 127.0.0.1:${a}
+`)), { defaultMetrics: false, interfacePollMs: 50, networkInterfaces: () => table as never });
+    const logs: LogRecord[] = [];
+    gw.on('log', (r) => logs.push(r));
+    await gw.start();
+    onTeardown(() => gw.destroy());
+    expect(gw.endpoints().map((e) => e.address)).toEqual(['127.0.0.1']);
+    await expect(connect(port, '127.0.0.2')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+
+    table.lo = [nic('127.0.0.1'), nic('127.0.0.2')];
+    await waitFor(() => gw.endpoints().length === 2, 5000, 'a listener on the new address');
+    expect((await roundTrip(port, 'new', '127.0.0.2')).toString()).toBe('a:new');
+    expect(logs.find((l) => l.msg === 'interface addresses changed')).toMatchObject({ bound: [`one@127.0.0.2:${port}`], closed: [] });
+
+    table.lo = [nic('127.0.0.1')];
+    await waitFor(() => gw.endpoints().length === 1, 5000, 'the listener to go');
+    await expect(connect(port, '127.0.0.2')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect((await roundTrip(port, 'old')).toString()).toBe('a:old');
+  });
+});
