@@ -193,7 +193,7 @@ services:
     writeFileSync(file, text(c).replace('port: 0', 'port: -1'));
     const refused = await cliResult(['reload', '-c', file]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain(`${file}:9:11: services[0].port: must be >= 0`);
+    expect(refused.stderr).toContain(`${file}:8:11: services[0].port: must be >= 0`);
     r.child.kill('SIGTERM');
     expect(await r.exit).toBe(0);
   });
