@@ -162,8 +162,8 @@ services:
     expect(await r.exit).toBe(0);
   });
 
-  test('reload: `mapgate reload` (POST /reload) and SIGHUP apply the edited file; an invalid file is refused locally', async () => {
-    const [a, b, c] = await Promise.all([startTaggedServer('a'), startTaggedServer('b'), startTaggedServer('c')]);
+  test('reload: `mapgate reload` (POST /reload) applies the edited file, SIGHUP reloads, an invalid file is refused locally', async () => {
+    const [a, b] = await Promise.all([startTaggedServer('a'), startTaggedServer('b')]);
     // `mapgate reload` finds the admin endpoint in the config file, so its port is fixed here.
     const adminPort = await unusedPort();
     const text = (dest: number): string => cfg(`
@@ -185,12 +185,14 @@ services:
     expect(reload.stdout).toMatch(/^reloaded: services \+0 -0 ~[01], listeners \+0 -0$/);
     expect((await roundTrip(p, '2')).toString()).toBe('b:2');
 
-    writeFileSync(file, text(c));
+    // SIGHUP reloads even when the file is unchanged (so the watcher cannot be what reloads here).
+    await new Promise((res) => setTimeout(res, 500));
+    const before = r.stderr.filter((l) => l.includes('"config reloaded"')).length;
     r.child.kill('SIGHUP');
-    await waitFor(() => r.stderr.filter((l) => l.includes('"config reloaded"')).length >= 2, 10_000, 'SIGHUP reload');
-    expect((await roundTrip(p, '3')).toString()).toBe('c:3');
+    await waitFor(() => r.stderr.filter((l) => l.includes('"config reloaded"')).length === before + 1, 10_000, 'SIGHUP reload');
+    expect((await roundTrip(p, '3')).toString()).toBe('b:3');
 
-    writeFileSync(file, text(c).replace('port: 0', 'port: -1'));
+    writeFileSync(file, text(b).replace('port: 0', 'port: -1'));
     const refused = await cliResult(['reload', '-c', file]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(`${file}:8:11: services[0].port: must be >= 0`);
