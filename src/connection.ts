@@ -3,7 +3,7 @@ import type { ServiceConfig, User } from './config/types';
 import { hostPortLabel } from './config/parse-values';
 import type { ClientConnectEvent, ClientDisconnectEvent, DisconnectReason } from './events/events';
 import type { LiveBytes, ServiceMetrics } from './metrics/metrics';
-import { Relay, type RelayResult } from './relay/relay';
+import { Relay, type RelayOwner, type RelayResult } from './relay/relay';
 import { parseClientAddress } from './route/cidr';
 import { route } from './route/route';
 import { Dial, type DialFailure, type DialSuccess, type TlsSessionCache } from './upstream/dial';
@@ -30,6 +30,18 @@ function isTlsErrorCode(code: string | null): boolean {
   return code !== null && (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_'));
 }
 
+/** The client socket points at its connection, so the early handlers are shared functions. */
+const CONNECTION = Symbol('mapgate.connection');
+type ConnSocket = Socket & { [CONNECTION]?: Connection };
+
+function onClientEarlyError(): void {
+  // Errors after the relay starts are the relay's; before, the close handler below ends us.
+}
+
+function onClientEarlyClose(this: ConnSocket): void {
+  this[CONNECTION]?.clientClosedEarly();
+}
+
 let nextId = 0;
 const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 
@@ -37,7 +49,7 @@ const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4
  * One client connection: limit check, routing, upstream dial, relay, and exactly one
  * ClientDisconnect for its ClientConnect. Every path out goes through `finish()`.
  */
-export class Connection implements LiveBytes {
+export class Connection implements LiveBytes, RelayOwner {
   readonly id = `${ID_PREFIX}-${(++nextId).toString(36)}`;
   readonly service: string;
   readonly metrics: ServiceMetrics;
@@ -59,7 +71,8 @@ export class Connection implements LiveBytes {
   ) {
     this.service = svc.config.name;
     this.metrics = svc.metrics;
-    socket.on('error', this.onClientEarlyError);
+    socket.on('error', onClientEarlyError);
+    (socket as ConnSocket)[CONNECTION] = this;
   }
 
   bytesFromClient(): number { return this.socket.bytesRead; }
@@ -93,7 +106,7 @@ export class Connection implements LiveBytes {
     svc.metrics.active.inc();
     this.host.open.add(this);
     this.host.connected(this.connectEvent);
-    socket.once('close', this.onClientEarlyClose);
+    socket.once('close', onClientEarlyClose);
     this.dial = new Dial(r.destinations, svc.config.connectTimeoutMs, this.host.sessions, this);
   }
 
@@ -119,13 +132,13 @@ export class Connection implements LiveBytes {
     }
     this.served = ok;
     this.svc.metrics.connectSeconds.observe(ok.connectSeconds);
-    socket.off('error', this.onClientEarlyError);
-    socket.off('close', this.onClientEarlyClose);
+    socket.off('error', onClientEarlyError);
+    socket.off('close', onClientEarlyClose);
     if (socket.destroyed) {
       ok.socket.destroy();
       return this.finish('client-closed', null);
     }
-    this.relay = new Relay(socket, ok.socket, this.svc.config.idleTimeoutMs, this.onRelayDone);
+    this.relay = new Relay(socket, ok.socket, this.svc.config.idleTimeoutMs, this);
   }
 
   private refuse(reason: 'limit' | 'rejected' | 'no-route'): void {
@@ -141,7 +154,8 @@ export class Connection implements LiveBytes {
     });
   }
 
-  private readonly onRelayDone = (result: RelayResult): void => {
+  /** Called by the relay once both sockets are closed. */
+  relayDone(result: RelayResult): void {
     let reason = result.end as DisconnectReason;
     // TLS 1.3 finishes the client's side of the handshake before the server has checked our
     // certificate: a refusal (e.g. certificate required) arrives as the upstream's first "data".
@@ -150,17 +164,14 @@ export class Connection implements LiveBytes {
       this.svc.metrics.connectFailure(result.error!);
     }
     this.finish(reason, result.error);
-  };
+  }
 
-  private readonly onClientEarlyError = (): void => {
-    // Errors after the relay starts are the relay's; before, the close handler below ends us.
-  };
-
-  private readonly onClientEarlyClose = (): void => {
+  /** The client went away while the upstream was being dialled. */
+  clientClosedEarly(): void {
     if (this.relay || this.finished) return;
     this.dial?.cancel();
     this.finish('client-closed', null);
-  };
+  }
 
   private finish(reason: DisconnectReason, error: string | null): void {
     if (this.finished) return;

@@ -12,20 +12,34 @@ export interface RelayResult {
   readonly error: string | null;
 }
 
+/** Whoever runs a relay hears, exactly once, how it ended. */
+export interface RelayOwner {
+  relayDone(result: RelayResult): void;
+}
+
+/** Each socket of a relay points at it, so the handlers below can be shared, not per-connection closures. */
+const RELAY = Symbol('mapgate.relay');
+type RelaySocket = Socket & { [RELAY]?: Relay };
+
 /**
  * Copies bytes both ways between two connected sockets until both are closed.
  *
  * - Backpressure: a chunk whose write returns false pauses the reader until the writer's
  *   'drain', so a slow reader on either side never makes memory grow. (Hand-written rather than
- *   `pipe()`: four handlers per relay instead of pipe's dozen closures per direction.)
+ *   `pipe()`, whose dozen closures and listeners per direction cost time and memory per
+ *   connection; the handlers here are module functions shared by every relay.)
  * - Half-close: both sockets have `allowHalfOpen`; a FIN from one side ends the other's
  *   writable side and the opposite direction keeps flowing.
  * - An error on either side destroys both at once; a clean close lets the other side flush
  *   what it still has to write, then closes it (`destroySoon`).
- * - Idle: no byte in either direction for `idleTimeoutMs` (0 = never) destroys both. Every
- *   byte crosses the client socket, so its timer alone sees all traffic.
+ * - Idle: no byte moving in either direction, on either leg, for `idleTimeoutMs` (0 = never)
+ *   destroys both. Progress is sampled from the sockets' byte counters IDLE_CHECKS times per
+ *   period, so a timeout fires within idleTimeoutMs × (1 + 1/IDLE_CHECKS) of the last byte, and
+ *   the per-chunk path carries no timer work. (Node's socket.setTimeout is not used: it skips
+ *   its first expiry while a write is pending, so a peer that vanished mid-write would be kept
+ *   for twice the timeout.)
  *
- * Knows nothing of config; calls `onDone` exactly once, when both sockets are closed.
+ * Knows nothing of config; tells its owner exactly once, when both sockets are closed.
  */
 export class Relay {
   private reason: string | null = null;
@@ -40,22 +54,24 @@ export class Relay {
     readonly client: Socket,
     readonly upstream: Socket,
     private readonly idleTimeoutMs: number,
-    private readonly onDone: (result: RelayResult) => void,
+    private readonly owner: RelayOwner,
   ) {
-    client.on('error', this.onClientError);
-    upstream.on('error', this.onUpstreamError);
-    client.once('end', this.onClientEnd);
-    upstream.once('end', this.onUpstreamEnd);
-    client.once('close', this.onClientClose);
-    upstream.once('close', this.onUpstreamClose);
+    (client as RelaySocket)[RELAY] = this;
+    (upstream as RelaySocket)[RELAY] = this;
+    client.on('error', onClientError);
+    upstream.on('error', onUpstreamError);
+    client.on('end', onClientEnd);
+    upstream.on('end', onUpstreamEnd);
+    client.on('close', onClientClose);
+    upstream.on('close', onUpstreamClose);
+    client.on('data', onClientData);
+    upstream.on('data', onUpstreamData);
+    client.on('drain', onClientDrain);
+    upstream.on('drain', onUpstreamDrain);
     if (idleTimeoutMs > 0) {
       this.lastMoved = Date.now();
-      this.idleTimer = setInterval(this.onIdleCheck, Math.max(1, Math.floor(idleTimeoutMs / IDLE_CHECKS)));
+      this.idleTimer = setInterval(idleCheck, Math.max(1, Math.floor(idleTimeoutMs / IDLE_CHECKS)), this);
     }
-    client.on('data', this.onClientData);
-    upstream.on('data', this.onUpstreamData);
-    client.on('drain', this.onClientDrain);
-    upstream.on('drain', this.onUpstreamDrain);
     client.resume();
   }
 
@@ -70,45 +86,16 @@ export class Relay {
     this.upstream.destroy();
   }
 
-  private settle(reason: string, error: string | null): void {
+  /** Records why the relay ends; the first reason wins. */
+  settle(reason: string, error: string | null): void {
     if (this.reason === null) {
       this.reason = reason;
       this.error = error;
     }
   }
 
-  private readonly onClientData = (chunk: Buffer): void => {
-    const upstream = this.upstream;
-    if (!upstream.destroyed && !upstream.write(chunk)) this.client.pause();
-  };
-  private readonly onUpstreamData = (chunk: Buffer): void => {
-    const client = this.client;
-    if (!client.destroyed && !client.write(chunk)) this.upstream.pause();
-  };
-  private readonly onClientDrain = (): void => { this.upstream.resume(); };
-  private readonly onUpstreamDrain = (): void => { this.client.resume(); };
-
-  // A FIN is forwarded as a FIN: the other direction keeps flowing (half-close).
-  private readonly onClientEnd = (): void => {
-    this.settle('client-closed', null);
-    if (!this.upstream.destroyed) this.upstream.end();
-  };
-  private readonly onUpstreamEnd = (): void => {
-    this.settle('upstream-closed', null);
-    if (!this.client.destroyed) this.client.end();
-  };
-
-  private readonly onClientError = (err: NodeJS.ErrnoException): void => {
-    this.settle('client-closed', err.code ?? 'EUNKNOWN');
-    this.upstream.destroy();
-  };
-
-  private readonly onUpstreamError = (err: NodeJS.ErrnoException): void => {
-    this.settle('upstream-closed', err.code ?? 'EUNKNOWN');
-    this.client.destroy();
-  };
-
-  private readonly onIdleCheck = (): void => {
+  /** Samples progress; ends the relay once nothing has moved for the idle timeout. */
+  checkIdle(): void {
     const { client, upstream } = this;
     // Bytes taken from each socket, and bytes each socket handed to the kernel.
     const moved = client.bytesRead + upstream.bytesRead
@@ -120,29 +107,73 @@ export class Relay {
     } else if (now - this.lastMoved >= this.idleTimeoutMs) {
       this.abort('idle-timeout');
     }
-  };
-
-  private readonly onClientClose = (): void => {
-    this.settle('client-closed', null);
-    this.finishSoon(this.upstream);
-    this.closed();
-  };
-
-  private readonly onUpstreamClose = (): void => {
-    this.settle('upstream-closed', null);
-    this.finishSoon(this.client);
-    this.closed();
-  };
-
-  /** The peer is gone: flush what `socket` still has to write, then close it; a stuck flush times out (idle). */
-  private finishSoon(socket: Socket): void {
-    if (!socket.destroyed) socket.destroySoon();
   }
 
-  private closed(): void {
+  /** One socket closed: the other flushes what it still has to write, then closes (a stuck flush times out as idle). */
+  socketClosed(other: Socket): void {
+    if (!other.destroyed) other.destroySoon();
     if (--this.open > 0 || this.done) return;
     this.done = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
-    this.onDone({ end: this.reason ?? 'client-closed', error: this.error });
+    this.owner.relayDone({ end: this.reason ?? 'client-closed', error: this.error });
   }
+}
+
+function idleCheck(relay: Relay): void {
+  relay.checkIdle();
+}
+
+function onClientData(this: RelaySocket, chunk: Buffer): void {
+  const { upstream } = this[RELAY]!;
+  if (!upstream.destroyed && !upstream.write(chunk)) this.pause();
+}
+
+function onUpstreamData(this: RelaySocket, chunk: Buffer): void {
+  const { client } = this[RELAY]!;
+  if (!client.destroyed && !client.write(chunk)) this.pause();
+}
+
+function onClientDrain(this: RelaySocket): void {
+  this[RELAY]!.upstream.resume();
+}
+
+function onUpstreamDrain(this: RelaySocket): void {
+  this[RELAY]!.client.resume();
+}
+
+// A FIN is forwarded as a FIN: the other direction keeps flowing (half-close).
+function onClientEnd(this: RelaySocket): void {
+  const relay = this[RELAY]!;
+  relay.settle('client-closed', null);
+  if (!relay.upstream.destroyed) relay.upstream.end();
+}
+
+function onUpstreamEnd(this: RelaySocket): void {
+  const relay = this[RELAY]!;
+  relay.settle('upstream-closed', null);
+  if (!relay.client.destroyed) relay.client.end();
+}
+
+function onClientError(this: RelaySocket, err: NodeJS.ErrnoException): void {
+  const relay = this[RELAY]!;
+  relay.settle('client-closed', err.code ?? 'EUNKNOWN');
+  relay.upstream.destroy();
+}
+
+function onUpstreamError(this: RelaySocket, err: NodeJS.ErrnoException): void {
+  const relay = this[RELAY]!;
+  relay.settle('upstream-closed', err.code ?? 'EUNKNOWN');
+  relay.client.destroy();
+}
+
+function onClientClose(this: RelaySocket): void {
+  const relay = this[RELAY]!;
+  relay.settle('client-closed', null);
+  relay.socketClosed(relay.upstream);
+}
+
+function onUpstreamClose(this: RelaySocket): void {
+  const relay = this[RELAY]!;
+  relay.settle('upstream-closed', null);
+  relay.socketClosed(relay.client);
 }
