@@ -60,23 +60,23 @@ abstract class FastMetric<C> {
 /** A counter or gauge value; mutate `value` directly. */
 export interface ValueChild { value: number }
 
-export class FastCounter extends FastMetric<ValueChild> {
-  constructor(name: string, help: string, registry: Registry, aggregator?: Aggregator) {
-    super(name, help, 'counter', registry, aggregator);
-  }
+/** A counter or a gauge: one number per label set. */
+class FastValue extends FastMetric<ValueChild> {
   protected create(): ValueChild { return { value: 0 }; }
   protected samples(): Sample[] {
     return [...this.children.values()].map((e) => ({ labels: e.labels, value: e.child.value }));
   }
 }
 
-export class FastGauge extends FastMetric<ValueChild> {
+export class FastCounter extends FastValue {
+  constructor(name: string, help: string, registry: Registry, aggregator?: Aggregator) {
+    super(name, help, 'counter', registry, aggregator);
+  }
+}
+
+export class FastGauge extends FastValue {
   constructor(name: string, help: string, registry: Registry, aggregator?: Aggregator) {
     super(name, help, 'gauge', registry, aggregator);
-  }
-  protected create(): ValueChild { return { value: 0 }; }
-  protected samples(): Sample[] {
-    return [...this.children.values()].map((e) => ({ labels: e.labels, value: e.child.value }));
   }
 }
 
