@@ -46,7 +46,6 @@ export class Relay {
   private error: string | null = null;
   private open = 2;
   private done = false;
-  private idleTimer: NodeJS.Timeout | null = null;
   private moved = 0;
   private lastMoved = 0;
 
@@ -70,7 +69,7 @@ export class Relay {
     upstream.on('drain', onUpstreamDrain);
     if (idleTimeoutMs > 0) {
       this.lastMoved = Date.now();
-      this.idleTimer = setInterval(idleCheck, Math.max(1, Math.floor(idleTimeoutMs / IDLE_CHECKS)), this);
+      IdleSweep.add(this);
     }
     client.resume();
   }
@@ -94,6 +93,8 @@ export class Relay {
     }
   }
 
+  get idleMs(): number { return this.idleTimeoutMs; }
+
   /** Samples progress; ends the relay once nothing has moved for the idle timeout. */
   checkIdle(): void {
     const { client, upstream } = this;
@@ -114,13 +115,46 @@ export class Relay {
     if (!other.destroyed) other.destroySoon();
     if (--this.open > 0 || this.done) return;
     this.done = true;
-    if (this.idleTimer) clearInterval(this.idleTimer);
+    if (this.idleTimeoutMs > 0) IdleSweep.delete(this);
     this.owner.relayDone({ end: this.reason ?? 'client-closed', error: this.error });
   }
 }
 
-function idleCheck(relay: Relay): void {
-  relay.checkIdle();
+/**
+ * One timer per idle-timeout value, shared by every relay with that timeout, instead of a timer
+ * per connection: each tick samples every relay of its group. A group's timer exists only while
+ * the group has relays.
+ */
+const IdleSweep = {
+  groups: new Map<number, { relays: Set<Relay>; timer: NodeJS.Timeout }>(),
+
+  add(relay: Relay): void {
+    const ms = relay.idleMs;
+    let g = this.groups.get(ms);
+    if (!g) {
+      const relays = new Set<Relay>();
+      const timer = setInterval(sweep, Math.max(1, Math.floor(ms / IDLE_CHECKS)), relays);
+      // Connections keep the process alive by themselves; the sweep must not.
+      timer.unref();
+      g = { relays, timer };
+      this.groups.set(ms, g);
+    }
+    g.relays.add(relay);
+  },
+
+  delete(relay: Relay): void {
+    const g = this.groups.get(relay.idleMs);
+    if (!g) return;
+    g.relays.delete(relay);
+    if (g.relays.size === 0) {
+      clearInterval(g.timer);
+      this.groups.delete(relay.idleMs);
+    }
+  },
+};
+
+function sweep(relays: Set<Relay>): void {
+  for (const relay of relays) relay.checkIdle();
 }
 
 function onClientData(this: RelaySocket, chunk: Buffer): void {
