@@ -21,9 +21,8 @@ export interface Running {
   exit: Promise<number | null>;
 }
 
-/** Runs the CLI; output is collected line by line; killed (by PID) at teardown if still running. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Running {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/** Collects a child's stdout and stderr line by line, and its exit code. */
+export function collectLines(child: ChildProcess): Running {
   const out: Running = { child, stdout: [], stderr: [], exit: new Promise((r) => child.once('exit', (code) => r(code))) };
   for (const [stream, lines] of [[child.stdout!, out.stdout], [child.stderr!, out.stderr]] as const) {
     let buf = '';
@@ -38,6 +37,13 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Running {
     });
     stream.on('end', () => { if (buf) lines.push(buf); });
   }
+  return out;
+}
+
+/** Runs the CLI; output is collected line by line; killed (by PID) at teardown if still running. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Running {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const out = collectLines(child);
   onTeardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
   return out;
 }

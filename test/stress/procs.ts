@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onTeardown } from '../helpers/net';
-import { CLI, started, startedPort, type Running } from '../helpers/process';
+import { CLI, collectLines, started, startedPort, type Running } from '../helpers/process';
 import type { ClientConnectEvent, ClientDisconnectEvent } from '../../src/events/events';
 
 /** The stress suite's child-process scripts. */
@@ -71,19 +71,7 @@ export function spawnNode(args: string[], options: { prefix?: string[]; nofile?:
   const script = `ulimit -n ${nofile} && exec "$@"`;
   const argv = [...(options.prefix ?? []), 'bash', '-c', script, 'bash', process.execPath, ...args];
   const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-  const out: Running = { child, stdout: [], stderr: [], exit: new Promise((r) => child.once('exit', (code) => r(code))) };
-  for (const [stream, lines] of [[child.stdout!, out.stdout], [child.stderr!, out.stderr]] as const) {
-    let buf = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        lines.push(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-      }
-    });
-  }
+  const out = collectLines(child);
   child.stdin!.on('error', () => {});
   onTeardown(() => killTree(child));
   return { ...out, send: (line: string) => void child.stdin!.write(line + '\n') };
