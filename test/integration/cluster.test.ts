@@ -1,7 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import {
-  listen, roundTrip, startTaggedServer, waitFor,
-} from '../helpers/net';
+import { roundTrip, startTaggedServer, waitFor } from '../helpers/net';
 import { runCli, started, startedPort, writeConfig } from '../helpers/process';
 
 function children(pid: number): number[] {
