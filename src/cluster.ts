@@ -5,7 +5,7 @@ import { createAdminServer, listenAdmin } from './admin/admin';
 import { loadConfigFile } from './config/load';
 import type { GatewayConfig } from './config/types';
 import { watchFile } from './config/watch';
-import { ConfigError, formatProblem } from './errors';
+import { problemLines, refusedReloadMessage } from './errors';
 import { createGateway, type ReloadResult } from './gateway';
 import { reloadMetrics } from './metrics/metrics';
 import { VERSION } from './version';
@@ -206,11 +206,11 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log):
       try {
         next = loadConfigFile(file);
       } catch (err) {
-        const problems = err instanceof ConfigError ? err.problems.map(formatProblem) : [(err as Error).message];
+        const problems = problemLines(err as Error);
         reload.reloads.labels('failure').inc();
         reload.lastReloadOk.set(0);
         log({ level: 'error', msg: 'config reload refused; the running config stays in force', problems });
-        return { ok: false, message: `reload refused; the running config stays in force:\n${problems.join('\n')}` };
+        return { ok: false, message: refusedReloadMessage(problems) };
       }
       const results = (await reloadRequests.ask(MSG.reload)) as ReloadResult[];
       const failed = results.find((r) => !r.ok);

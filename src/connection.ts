@@ -12,8 +12,8 @@ import { Dial, type DialFailure, type DialSuccess, type TlsSessionCache } from '
 export interface ServiceState {
   /** Replaced on reload; a connection reads it once, when it is accepted. */
   config: ServiceConfig;
+  /** Also holds the open-connection count (`metrics.active.value`), kept across reloads. */
   readonly metrics: ServiceMetrics;
-  active: number;
 }
 
 /** What a connection needs from the gateway that owns it. */
@@ -99,11 +99,10 @@ export class Connection implements LiveBytes, RelayOwner {
       event: 'ClientConnect', id: this.id, service: this.service, listener: this.listener, client,
       user: r.user, destination: first?.label ?? null, tls: first?.tls != null, time: new Date(this.since).toISOString(),
     };
-    if (svc.active >= svc.config.maxConnections) return this.refuse('limit');
+    if (svc.metrics.active.value >= svc.config.maxConnections) return this.refuse('limit');
     if (r.action === 'reject') return this.refuse(r.reason);
 
-    svc.active++;
-    svc.metrics.active.inc();
+    svc.metrics.active.value++;
     this.host.open.add(this);
     this.host.connected(this.connectEvent);
     socket.once('close', onClientEarlyClose);
@@ -177,8 +176,7 @@ export class Connection implements LiveBytes, RelayOwner {
     if (this.finished) return;
     this.finished = true;
     const { svc, host } = this;
-    svc.active--;
-    svc.metrics.active.dec();
+    svc.metrics.active.value--;
     host.open.delete(this);
     host.countBytes(this);
     svc.metrics.outcome(reason);

@@ -38,6 +38,16 @@ export class ConfigError extends MapgateError {
   get path(): string { return this.problems[0]?.path ?? ''; }
 }
 
+/** One line per problem: a config error's `file:line:col` lines, else the error's message. */
+export function problemLines(err: Error): string[] {
+  return err instanceof ConfigError ? err.problems.map(formatProblem) : [err.message];
+}
+
+/** The answer to a refused reload (`POST /reload`, `mapgate reload`). */
+export function refusedReloadMessage(problems: readonly string[]): string {
+  return `reload refused; the running config stays in force:\n${problems.join('\n')}`;
+}
+
 /** A listener that could not bind. Names the service, address and port. */
 export class BindError extends MapgateError {
   readonly service: string;

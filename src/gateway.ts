@@ -7,12 +7,12 @@ import { hostPortLabel } from './config/parse-values';
 import { Connection, type ConnectionHost, type ServiceState } from './connection';
 import { loadConfigFile } from './config/load';
 import { watchFile } from './config/watch';
-import { BindError, ConfigError, formatProblem, MapgateError } from './errors';
+import { BindError, MapgateError, problemLines, refusedReloadMessage } from './errors';
 import type { ClientConnectEvent, ClientDisconnectEvent, GatewayEvents, LogRecord } from './events/events';
 import { JsonLinesSink } from './events/sink';
 import { resolveBind, type InterfaceTable } from './listen/interfaces';
 import { networkInterfaces } from 'node:os';
-import { listenTcp } from './listen/listener';
+import { listenTcp, serverLabel } from './listen/listener';
 import { Metrics } from './metrics/metrics';
 import { FdMonitor } from './fd-monitor';
 import { TlsSessionCache } from './upstream/dial';
@@ -85,8 +85,6 @@ function sameService(a: ServiceConfig, b: ServiceConfig): boolean {
 /** One listening socket: an address:port of a service (its own port or an intercept port). */
 interface Listener {
   readonly key: string;
-  readonly address: string;
-  readonly port: number;
   intercept: boolean;
   readonly server: Server;
   /** `address:port` actually bound (port 0 resolved). */
@@ -210,7 +208,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       state: this.state,
       services: [...this.services.values()].map((s) => ({
         name: s.config.name,
-        active: s.active,
+        active: s.metrics.active.value,
         maxConnections: s.config.maxConnections,
         listeners: [...this.listening.values()].filter((l) => l.service === s).map((l) => ({ address: l.label, intercept: l.intercept })),
       })),
@@ -238,7 +236,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   private serviceState(config: ServiceConfig): ServiceState {
-    return { config, metrics: this.metrics.service(config.name, config.maxConnections), active: 0 };
+    return { config, metrics: this.metrics.service(config.name, config.maxConnections) };
   }
 
   /**
@@ -293,8 +291,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     } catch (err) {
       throw new BindError(p.service, p.address, p.port, err as NodeJS.ErrnoException);
     }
-    const a = server.address() as AddressInfo;
-    const listener: Listener = { key: p.key, address: p.address, port: p.port, intercept: p.intercept, server, label: hostPortLabel(a.address, a.port), service };
+    const listener: Listener = { key: p.key, intercept: p.intercept, server, label: serverLabel(server), service };
     server.on('error', (err: NodeJS.ErrnoException) => this.onAcceptError(listener, err));
     return listener;
   }
@@ -377,9 +374,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   private reloadFailed(err: Error): ReloadResult {
     this.metrics.reloads.labels('failure').inc();
     this.metrics.lastReloadOk.set(0);
-    const problems = err instanceof ConfigError ? err.problems.map(formatProblem) : [err.message];
+    const problems = problemLines(err);
     this.log('error', 'config reload refused; the running config stays in force', { problems });
-    return { ok: false, message: `reload refused; the running config stays in force:\n${problems.join('\n')}`, added: [], removed: [], changed: [], bound: [], closed: [] };
+    return { ok: false, message: refusedReloadMessage(problems), added: [], removed: [], changed: [], bound: [], closed: [] };
   }
 
   /** Re-resolves interface addresses; listeners follow addresses that appeared or vanished. */

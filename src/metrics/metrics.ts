@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { FastCounter, FastGauge, FastHistogram } from './fast';
+import { FastCounter, FastGauge, FastHistogram, type ValueChild } from './fast';
 import { DISCONNECT_REASONS } from '../events/events';
 
 /** A connection's byte counters as the metrics see them while it is open. */
@@ -17,7 +17,8 @@ export interface LiveBytes {
 
 /** Children of every labelled metric for one service, bound once so the hot path does no label lookups. */
 export interface ServiceMetrics {
-  readonly active: { inc(): void; dec(): void };
+  /** Open connections of the service: the gauge's value is the one count (the limit check reads it). */
+  readonly active: ValueChild;
   /** Sets `mapgate_connections_max` (on start and reload). */
   setMax(max: number): void;
   readonly listeners: { inc(): void; dec(): void };
@@ -117,7 +118,7 @@ export class Metrics {
     const rejected = this.rejected;
     max.value = maxConnections;
     return {
-      active: { inc() { active.value++; }, dec() { active.value--; } },
+      active,
       listeners: { inc() { listeners.value++; }, dec() { listeners.value--; } },
       setMax(v) { max.value = v; },
       connectSeconds: this.connectSeconds.child({ service }),
