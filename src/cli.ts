@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 import * as http from 'node:http';
 import { loadConfigFile } from './config/load';
 import type { GatewayConfig } from './config/types';

@@ -479,8 +479,13 @@ users:
   bench: { sources: [127.0.0.0/8] }
 services:
 ${service('iperf', l.iperf, ups.iperf)}${service('http', l.http, ups.http)}${service('data', l.data, ups.data)}`);
-  const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(WORK, 'profile')] : [];
+  const nodeArgs = [...mapgateNodeFlags(), ...(profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(WORK, 'profile')] : [])];
   return [startProcess('mapgate', process.execPath, [...nodeArgs, CLI, 'run', '-c', conf], 0)];
+}
+
+/** The Node flags mapgate runs with, as deployed: those on its `#!/usr/bin/env -S node ...` line. */
+function mapgateNodeFlags() {
+  return fs.readFileSync(CLI, 'utf8').split('\n', 1)[0].split(' ').filter((w) => w.startsWith('--'));
 }
 
 /** Starts a proxy and checks each of its three ports forwards end to end. */

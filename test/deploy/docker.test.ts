@@ -2,6 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { parseConfig } from '../../src/config/load';
 import { adminGet, startGateway } from '../helpers/net';
+import { NODE_FLAGS } from '../helpers/process';
 import { ROOT, repoFile, run } from './tools';
 
 interface Instruction { op: string; args: string; stage: number }
@@ -104,9 +105,10 @@ describe('Dockerfile', () => {
     expect(created).toBe(true);
     const workdir = last('WORKDIR');
     const entry = exec('ENTRYPOINT');
-    expect(entry[0]).toBe('node');
-    // The CLI's path inside the image, relative to the WORKDIR the runtime stage copies dist/ into.
-    const cli = posix.relative(workdir, entry[1]);
+    // node with the flags mapgate runs with (see launchers.test.ts), then the CLI's path inside
+    // the image, relative to the WORKDIR the runtime stage copies dist/ into.
+    expect(entry.slice(0, 1 + NODE_FLAGS.length)).toEqual(['node', ...NODE_FLAGS]);
+    const cli = posix.relative(workdir, entry[1 + NODE_FLAGS.length]);
     expect(cli).toBe('dist/cli.js');
     expect(existsSync(join(ROOT, 'src', 'cli.ts'))).toBe(true);
     expect(statSync(join(ROOT, cli)).isFile()).toBe(true);

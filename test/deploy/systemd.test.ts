@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load';
 import { parseDuration } from '../../src/config/parse-values';
+import { NODE_FLAGS } from '../helpers/process';
 import { ROOT, repoFile, run, which } from './tools';
 
 const UNIT = 'deploy/systemd/mapgate.service';
@@ -56,7 +57,7 @@ describe('systemd unit', () => {
   test('starts the built CLI on /etc/mapgate/mappings.yaml, checking the config first', async () => {
     const start = one('ExecStart').split(/\s+/);
     const pre = one('ExecStartPre').split(/\s+/);
-    expect(start).toEqual(['/usr/bin/node', `${INSTALL_ROOT}/dist/cli.js`, 'run', '-c', '/etc/mapgate/mappings.yaml']);
+    expect(start).toEqual(['/usr/bin/node', ...NODE_FLAGS, `${INSTALL_ROOT}/dist/cli.js`, 'run', '-c', '/etc/mapgate/mappings.yaml']);
     expect(pre).toEqual(['/usr/bin/node', `${INSTALL_ROOT}/dist/cli.js`, 'check', '-c', '/etc/mapgate/mappings.yaml']);
     // The install root holds the built package: dist/cli.js is the CLI the build produces.
     expect(existsSync(join(ROOT, 'dist', 'cli.js'))).toBe(true);

@@ -1,10 +1,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onTeardown } from './net';
 
 export const CLI = join(__dirname, '..', '..', 'dist', 'cli.js');
+
+/** The Node flags mapgate runs with: those of its executable's `#!` line (see README, Performance). */
+export const NODE_FLAGS: readonly string[] = nodeFlags(readFileSync(join(__dirname, '..', '..', 'src', 'cli.ts'), 'utf8'));
+
+/** The flags after `node` on a script's `#!/usr/bin/env -S node ...` line. */
+export function nodeFlags(script: string): string[] {
+  const m = /^#!\/usr\/bin\/env -S node((?: --[\w-]+(?:=\S+)?)*)\n/.exec(script);
+  if (!m) throw new Error(`not a "#!/usr/bin/env -S node [flags]" script: ${script.split('\n', 1)[0]}`);
+  return m[1].split(' ').filter(Boolean);
+}
 
 /** Writes a config into a fresh temp dir; returns its path. */
 export function writeConfig(yaml: string, name = 'mappings.yaml'): string {
@@ -42,7 +52,7 @@ export function collectLines(child: ChildProcess): Running {
 
 /** Runs the CLI; output is collected line by line; killed (by PID) at teardown if still running. */
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Running {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [...NODE_FLAGS, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const out = collectLines(child);
   onTeardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
   return out;

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onTeardown } from '../helpers/net';
-import { CLI, collectLines, started, startedPort, type Running } from '../helpers/process';
+import { CLI, NODE_FLAGS, collectLines, started, startedPort, type Running } from '../helpers/process';
 import type { ClientConnectEvent, ClientDisconnectEvent } from '../../src/events/events';
 
 /** The stress suite's child-process scripts. */
@@ -131,7 +131,7 @@ export async function startGatewayProcess(body: string): Promise<GatewayProcess>
   const config = join(dir, 'mappings.yaml');
   writeFileSync(config, `admin: { listen: "off" }\nlog: { events: "${eventsFile}" }\n${body}`);
   onTeardown(() => rmSync(dir, { recursive: true, force: true }));
-  const run = spawnNode([CLI, 'run', '-c', config]);
+  const run = spawnNode([...NODE_FLAGS, CLI, 'run', '-c', config]);
   const info = await started(run, 20_000);
   const pid = run.child.pid!;
   return {
