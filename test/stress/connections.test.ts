@@ -105,8 +105,9 @@ services:
     const after = gw.rssKiB();
     const perConnection = (after - before) / COUNT;
     console.log(`[stress] ${COUNT} idle relayed connections: gateway VmRSS ${before} KiB before, ${after} KiB with all open: ` +
-      `${perConnection.toFixed(2)} KiB per connection (issue 5 target: 8 KiB)`);
-    expect(perConnection).toBeLessThan(16);
+      `${perConnection.toFixed(2)} KiB per connection (issue 5 target: at most 8 KiB)`);
+    // Issue 5's target, with the Node flags every launcher uses (5.7 KiB measured; 8.4 without them).
+    expect(perConnection).toBeLessThanOrEqual(8);
 
     const closed = await ask<Phase>(clients, 'close', 'closed', 60_000);
     expect(closed).toMatchObject({ ok: COUNT, failed: 0, early: 0 });
