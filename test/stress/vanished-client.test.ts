@@ -1,5 +1,5 @@
-import { execFileSync } from 'node:child_process';
-import { onTeardown, connect } from '../helpers/net';
+import { connect } from '../helpers/net';
+import { createNamespace, ip, netnsAvailable } from './netns';
 import { sleep, spawnNode, startGatewayProcess, startUpstream, waitLine, type GatewayEvent } from './procs';
 import { join } from 'node:path';
 import type { ClientDisconnectEvent } from '../../src/events/events';
@@ -11,84 +11,38 @@ const IDLE_MS = 2000;
  * A client that vanishes mid-transfer, sending neither FIN nor RST (a cable pulled, a laptop
  * closed): loopback cannot lose packets, so the client runs in a network namespace of its own,
  * reached over a veth pair, and its link is taken down. Needs root and `ip netns`; skipped
- * otherwise. The private addresses exist only on the veth pair this test creates.
+ * otherwise.
  */
-const TAG = String(process.pid % 100_000);
-const NS = `mgst${TAG}`;
-const VETH_ROOT = `mgst${TAG}r`;
-const VETH_NS = `mgst${TAG}c`;
-const NET = `10.213.${process.pid % 250}`;
-const GATEWAY_ADDRESS = `${NET}.1`;
-const CLIENT_ADDRESS = `${NET}.2`;
-
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** Whether this machine lets us create a network namespace (root, iproute2, a kernel that allows it). */
-function netnsAvailable(): boolean {
-  try {
-    ip('netns', 'add', `${NS}p`);
-    ip('netns', 'del', `${NS}p`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function removeNamespace(): void {
-  // Deleting the namespace deletes its end of the veth pair, and with it the root end.
-  for (const args of [['netns', 'del', NS], ['link', 'del', VETH_ROOT]]) {
-    try {
-      ip(...args);
-    } catch {
-      // Already gone.
-    }
-  }
-}
-
-function createNamespace(): void {
-  removeNamespace();
-  onTeardown(removeNamespace);
-  ip('netns', 'add', NS);
-  ip('link', 'add', VETH_ROOT, 'type', 'veth', 'peer', 'name', VETH_NS);
-  ip('link', 'set', VETH_NS, 'netns', NS);
-  ip('addr', 'add', `${GATEWAY_ADDRESS}/30`, 'dev', VETH_ROOT);
-  ip('link', 'set', VETH_ROOT, 'up');
-  ip('netns', 'exec', NS, 'ip', 'addr', 'add', `${CLIENT_ADDRESS}/30`, 'dev', VETH_NS);
-  ip('netns', 'exec', NS, 'ip', 'link', 'set', VETH_NS, 'up');
-  ip('netns', 'exec', NS, 'ip', 'link', 'set', 'lo', 'up');
-}
-
 const available = netnsAvailable();
 if (!available) console.warn('[stress] skipping the vanished-client test: "ip netns add" does not work here (it needs root and iproute2)');
 
 describe('a client that disappears mid-transfer without FIN or RST', () => {
   (available ? test : test.skip)('the gateway closes it at idleTimeout (reason idle-timeout) and keeps serving', async () => {
-    createNamespace();
+    const ns = createNamespace();
+    const { gatewayAddress, clientAddress } = ns;
     const upstream = await startUpstream(['stream', '4096']);
     const gw = await startGatewayProcess(`
 services:
   - name: s
     port: 0
-    bind: ["127.0.0.1", "${GATEWAY_ADDRESS}"]
+    bind: ["127.0.0.1", "${gatewayAddress}"]
     idleTimeout: ${IDLE_MS}ms
     destination: 127.0.0.1:${upstream.port}
 `);
-    const reader = spawnNode([READER, GATEWAY_ADDRESS, String(gw.port('s', GATEWAY_ADDRESS))], { prefix: ['ip', 'netns', 'exec', NS] });
+    const reader = spawnNode([READER, gatewayAddress, String(gw.port('s', gatewayAddress))], { prefix: ['ip', 'netns', 'exec', ns.name] });
     // Mid-transfer: at least 1 MB has arrived, and it keeps coming.
     for (let i = 0; i < 100; i++) {
       const from = reader.stdout.length;
       const p = JSON.parse(await waitLine(reader, 'progress ', 5000, from)) as { bytes: number; wrong: number };
       if (p.bytes >= 1024 * 1024) break;
     }
-    const fromNamespace = (e: GatewayEvent): boolean => e.client.startsWith(`${CLIENT_ADDRESS}:`);
+    const fromNamespace = (e: GatewayEvent): boolean => e.client.startsWith(`${clientAddress}:`);
     expect(gw.events().filter(fromNamespace).map((e) => e.event)).toEqual(['ClientConnect']);
 
     // The link goes down somewhere while this synchronous command runs (spawning `ip netns exec`
     // takes ~100-200 ms): the lower bound counts from before it, the upper bound from after.
     const issued = Date.now();
-    ip('netns', 'exec', NS, 'ip', 'link', 'set', VETH_NS, 'down');
+    ip('netns', 'exec', ns.name, 'ip', 'link', 'set', ns.device, 'down');
     const down = Date.now();
     let gone: ClientDisconnectEvent | undefined;
     while (!gone && Date.now() - down < IDLE_MS + 15_000) {

@@ -1,0 +1,63 @@
+import { execFileSync } from 'node:child_process';
+import { onTeardown } from '../helpers/net';
+
+/**
+ * A network namespace of the test's own, reached from the root namespace over a veth pair:
+ * a client that is not on loopback (or that can vanish) without touching any real interface.
+ * Needs root and `ip netns`. The private /30 exists only on the veth pair a test creates.
+ */
+export interface Namespace {
+  /** Name for `ip netns exec`. */
+  readonly name: string;
+  /** The namespace's end of the veth pair, for `ip link set ... down`. */
+  readonly device: string;
+  /** The root end's address: where the gateway listens. */
+  readonly gatewayAddress: string;
+  /** The namespace end's address: where clients come from. */
+  readonly clientAddress: string;
+}
+
+export function ip(...args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** Whether this machine lets us create a network namespace (root, iproute2, a kernel that allows it). */
+export function netnsAvailable(): boolean {
+  const probe = `mgp${process.pid % 100_000}`;
+  try {
+    ip('netns', 'add', probe);
+    ip('netns', 'del', probe);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Creates the namespace and its veth pair; both are removed at teardown. `slot` (0–9) keeps two in one test file apart. */
+export function createNamespace(slot = 0): Namespace {
+  const tag = `${process.pid % 100_000}${slot}`;
+  const net = `10.213.${(process.pid * 10 + slot) % 250}`;
+  const ns: Namespace = { name: `mgst${tag}`, device: `mgst${tag}c`, gatewayAddress: `${net}.1`, clientAddress: `${net}.2` };
+  const root = `mgst${tag}r`;
+  const remove = (): void => {
+    // Deleting the namespace deletes its end of the veth pair, and with it the root end.
+    for (const args of [['netns', 'del', ns.name], ['link', 'del', root]]) {
+      try {
+        ip(...args);
+      } catch {
+        // Already gone.
+      }
+    }
+  };
+  remove();
+  onTeardown(remove);
+  ip('netns', 'add', ns.name);
+  ip('link', 'add', root, 'type', 'veth', 'peer', 'name', ns.device);
+  ip('link', 'set', ns.device, 'netns', ns.name);
+  ip('addr', 'add', `${ns.gatewayAddress}/30`, 'dev', root);
+  ip('link', 'set', root, 'up');
+  ip('netns', 'exec', ns.name, 'ip', 'addr', 'add', `${ns.clientAddress}/30`, 'dev', ns.device);
+  ip('netns', 'exec', ns.name, 'ip', 'link', 'set', ns.device, 'up');
+  ip('netns', 'exec', ns.name, 'ip', 'link', 'set', 'lo', 'up');
+  return ns;
+}
