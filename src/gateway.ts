@@ -13,7 +13,7 @@ import { JsonLinesSink } from './events/sink';
 import { resolveBind, type InterfaceTable } from './listen/interfaces';
 import { networkInterfaces } from 'node:os';
 import { listenTcp, serverLabel } from './listen/listener';
-import { Metrics } from './metrics/metrics';
+import { Metrics, type ServiceMetrics } from './metrics/metrics';
 import { FdMonitor } from './fd-monitor';
 import { TlsSessionCache } from './upstream/dial';
 import { VERSION } from './version';
@@ -116,6 +116,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   private cfg: GatewayConfig;
   private state: State = 'new';
   private readonly services = new Map<string, ServiceState>();
+  /** Services a reload removed whose series stay in /metrics until their last connection ends. */
+  private readonly retired = new Map<string, ServiceMetrics>();
   private readonly listening = new Map<string, Listener>();
   private admin: HttpServer | null = null;
   private sink: JsonLinesSink | null = null;
@@ -229,6 +231,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   disconnected(e: ClientDisconnectEvent): void {
     this.sink?.write(e);
     this.emit('ClientDisconnect', e);
+    if (this.retired.size > 0) this.forgetRetired(e.service);
+  }
+
+  /** Drops a removed service's series from /metrics once nothing of it is open any more. */
+  private forgetRetired(name: string): void {
+    const metrics = this.retired.get(name);
+    if (!metrics || metrics.active.value > 0) return;
+    this.retired.delete(name);
+    this.metrics.removeService(name);
   }
 
   private log(level: LogRecord['level'], msg: string, fields: Record<string, unknown> = {}): void {
@@ -341,8 +352,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       const old = before.get(svc.name);
       if (!old) added.push(svc.name);
       else if (!sameService(old, svc)) changed.push(svc.name);
-      const state = this.services.get(svc.name);
-      if (!state) this.services.set(svc.name, this.serviceState(svc));
+      if (!this.services.has(svc.name)) this.services.set(svc.name, this.serviceState(svc));
     }
     const removed = [...before.keys()].filter((n) => !next.services.some((s) => s.name === n));
     let diff: { bound: string[]; closed: string[] };
@@ -358,7 +368,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       state.config = svc;
       state.metrics.setMax(svc.maxConnections);
     }
-    for (const name of removed) if (previous.has(name)) this.services.delete(name);
+    // Back in the config before its old connections ended: its series simply go on counting.
+    for (const name of added) this.retired.delete(name);
+    for (const name of removed) {
+      const state = previous.get(name);
+      if (!state) continue;
+      this.services.delete(name);
+      this.retired.set(name, state.metrics);
+      this.forgetRetired(name);
+    }
     const restartOnly = ['admin', 'events', 'workers'].filter((k) => JSON.stringify((this.cfg as never)[k]) !== JSON.stringify((next as never)[k]));
     this.cfg = next;
     this.metrics.reloads.labels('success').inc();

@@ -102,6 +102,12 @@ export class Metrics {
     c.countedToClient = to;
   }
 
+  /** Forgets every series of a service (gone from the config, its connections ended). */
+  removeService(name: string): void {
+    for (const m of [this.active, this.total, this.bytes, this.connectSeconds, this.durationSeconds, this.rejected,
+      this.connectFailures, this.listeners, this.maxConnections]) m.remove('service', name);
+  }
+
   /** Binds (and zero-initialises, so dashboards see series at once) the children of one service. */
   service(name: string, maxConnections: number): ServiceMetrics {
     const service = name;

@@ -121,6 +121,36 @@ describe('hot reload', () => {
     expect(await done).toMatchObject({ service: 'two', reason: 'shutdown' });
   });
 
+  test('a removed service keeps its series while its connections drain, then leaves /metrics; re-added, it starts again', async () => {
+    const a = await startTaggedServer('a');
+    const [p1, p2] = [await unusedPort(), await unusedPort()];
+    const { gw, file } = await startFromFile(yaml(svc('one', p1, a) + svc('two', p2, a)));
+    const serviceSeries = async (name: string): Promise<string[]> =>
+      (await gw.metrics.registry.metrics()).split('\n').filter((l) => l.includes(`service="${name}"`));
+    const s = await connect(p2);
+    s.write('q');
+    await waitFor(() => s.bytesRead >= 3);
+    const done = nextDisconnect(gw);
+    writeFileSync(file, yaml(svc('one', p1, a)));
+    expect((await gw.reloadFromFile()).ok).toBe(true);
+    // Draining: still counted, so the last bytes and the outcome are not lost.
+    expect(await metricValue(gw, 'mapgate_connections_active', { service: 'two' })).toBe(1);
+    s.end();
+    expect(await done).toMatchObject({ service: 'two', reason: 'client-closed' });
+    expect(await serviceSeries('two')).toEqual([]);
+    expect((await serviceSeries('one')).length).toBeGreaterThan(10);
+    expect(await metricValue(gw, 'mapgate_connections_active', { service: 'one' })).toBe(0);
+
+    // Removed with nothing open: gone at once. Added back: zeroed series again.
+    writeFileSync(file, yaml(svc('one', p1, a) + svc('two', p2, a)));
+    expect((await gw.reloadFromFile()).ok).toBe(true);
+    expect(await metricValue(gw, 'mapgate_connections_total', { service: 'two', outcome: 'client-closed' })).toBe(0);
+    writeFileSync(file, yaml(svc('two', p2, a)));
+    expect((await gw.reloadFromFile()).ok).toBe(true);
+    expect(await serviceSeries('one')).toEqual([]);
+    expect(await metricValue(gw, 'mapgate_listeners', { service: 'two' })).toBe(1);
+  });
+
   test('limits and timeouts apply to new connections after a reload', async () => {
     const a = await startTaggedServer('a');
     const p1 = await unusedPort();
