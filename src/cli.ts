@@ -82,10 +82,18 @@ function logLine(record: object): void {
   process.stderr.write(JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
 }
 
+/** Whether Node was started with the young-generation cap every launcher passes (README, Performance). */
+function youngGenerationCapped(): boolean {
+  return [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a.startsWith('--max-semi-space-size'));
+}
+
 async function run(file: string): Promise<number> {
   const config = load(file);
   if (!config) return 1;
   if (isWorker) return runWorker(config, logLine);
+  if (!youngGenerationCapped()) {
+    logLine({ level: 'warn', msg: 'node runs without --max-semi-space-size=4: idle connections cost more memory (README, Performance); start mapgate with npm start, the mapgate binary or node --max-semi-space-size=4 dist/cli.js' });
+  }
   if (workerCount(config.workers) > 1) return runPrimary(file, config, logLine);
   // Watch the file (and its directory) for changes; re-read interface addresses every 5 s;
   // look for descriptor exhaustion every second.

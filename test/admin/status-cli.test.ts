@@ -5,9 +5,8 @@ import * as path from 'node:path';
 import {
   connect, onTeardown, startEchoServer, unusedPort,
 } from '../helpers/net';
+import { CLI, NODE_FLAGS } from '../helpers/process';
 import type { StatusJson } from './sse';
-
-const CLI = path.resolve(__dirname, '../../dist/cli.js');
 
 beforeAll(() => {
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
@@ -37,7 +36,7 @@ function runCli(args: string[], ms = 10_000): Promise<{ code: number | null; std
 
 /** Starts `mapgate run`; resolves once it logged that it started. Killed at teardown. */
 async function startGatewayProcess(file: string): Promise<{ child: ChildProcess; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, [CLI, 'run', '-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...NODE_FLAGS, CLI, 'run', '-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
   onTeardown(() => { child.kill('SIGKILL'); });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let stderr = '';

@@ -105,7 +105,7 @@ describe('systemd unit', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mapgate-hup-'));
     const file = join(dir, 'mappings.yaml');
     writeFileSync(file, 'admin: { listen: "127.0.0.1:0" }\nlog: { events: "off" }\nservices:\n  - { name: a, port: 0, bind: [127.0.0.1], destination: "127.0.0.1:9" }\n');
-    const child = spawn(process.execPath, [join(ROOT, 'dist', 'cli.js'), 'run', '-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [...NODE_FLAGS, join(ROOT, 'dist', 'cli.js'), 'run', '-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
     let exited: number | null | undefined;
     child.once('exit', (code) => (exited = code));
     try {

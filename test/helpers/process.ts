@@ -50,9 +50,12 @@ export function collectLines(child: ChildProcess): Running {
   return out;
 }
 
-/** Runs the CLI; output is collected line by line; killed (by PID) at teardown if still running. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Running {
-  const child = spawn(process.execPath, [...NODE_FLAGS, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+/**
+ * Runs the CLI, with the Node flags it is deployed with unless told otherwise; output is
+ * collected line by line; killed (by PID) at teardown if still running.
+ */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeFlags: readonly string[] = NODE_FLAGS): Running {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const out = collectLines(child);
   onTeardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
   return out;

@@ -41,6 +41,23 @@ services:
     expect(await r.exit).toBe(0);
   });
 
+  test('run warns when Node lacks the young-generation cap every launcher passes, and only then', async () => {
+    const file = writeConfig(cfg('services: []\n'));
+    const warning = (lines: string[]): string[] => lines.filter((l) => l.includes('without --max-semi-space-size'));
+    const runs = [
+      { r: runCli(['run', '-c', file], {}, []), warns: true },
+      { r: runCli(['run', '-c', file]), warns: false },
+      { r: runCli(['run', '-c', file], { NODE_OPTIONS: '--max-semi-space-size=4' }, []), warns: false },
+    ];
+    for (const { r, warns } of runs) {
+      await started(r);
+      expect(warning(r.stderr)).toHaveLength(warns ? 1 : 0);
+      r.child.kill('SIGTERM');
+      expect(await r.exit).toBe(0);
+    }
+    expect(JSON.parse(warning(runs[0].r.stderr)[0])).toMatchObject({ level: 'warn' });
+  });
+
   test('a port in use fails start-up naming service, address and port; nothing stays bound', async () => {
     const blocker = net.createServer();
     const taken = await listen(blocker);
