@@ -88,16 +88,17 @@ function youngGenerationCapped(): boolean {
 }
 
 async function run(file: string): Promise<number> {
+  // A cluster worker runs the config its primary validated and hands it over IPC: it never reads the file.
+  if (isWorker) return runWorker(logLine);
   const config = load(file);
   if (!config) return 1;
-  if (isWorker) return runWorker(config, logLine);
   if (!youngGenerationCapped()) {
     logLine({ level: 'warn', msg: 'node runs without --max-semi-space-size=4: idle connections cost more memory (README, Performance); start mapgate with npm start, the mapgate binary or node --max-semi-space-size=4 dist/cli.js' });
   }
   if (workerCount(config.workers) > 1) return runPrimary(file, config, logLine);
-  // Watch the file (and its directory) for changes; re-read interface addresses every 5 s;
+  // Watch the file (and its directory) for changes; re-read interface addresses (interfacePoll);
   // look for descriptor exhaustion every second.
-  const gateway = createGateway(config, { watch: true, interfacePollMs: 5000, fdCheckMs: 1000 });
+  const gateway = createGateway(config, { watch: true, interfacePollMs: config.interfacePollMs, fdCheckMs: 1000 });
   gateway.on('log', logLine);
   try {
     await gateway.start();
@@ -105,8 +106,8 @@ async function run(file: string): Promise<number> {
     process.stderr.write(`mapgate: ${(err as Error).message}\n`);
     return 1;
   }
-  logLine({ level: 'info', msg: 'mapgate started', services: config.services.length, workers: 1, listeners: gateway.listenerLabels(), admin: gateway.adminAddress() });
-  return new Promise((resolve) => {
+  // Signal handlers go in before the "started" line: whoever waits for that line may signal at once.
+  const stopped = new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) {
@@ -125,6 +126,8 @@ async function run(file: string): Promise<number> {
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
+  logLine({ level: 'info', msg: 'mapgate started', services: config.services.length, workers: 1, listeners: gateway.listenerLabels(), admin: gateway.adminAddress() });
+  return stopped;
 }
 
 function adminRequest(config: GatewayConfig, method: string, path: string): Promise<{ status: number; body: string }> {

@@ -2,16 +2,21 @@ import type { Socket } from 'node:net';
 import type { ServiceConfig, User } from './config/types';
 import { hostPortLabel } from './config/parse-values';
 import type { ClientConnectEvent, ClientDisconnectEvent, DisconnectReason } from './events/events';
+import { encodeProxyHeader } from './front/proxy-header';
+import type { FrontContext, FrontRefusal, FrontStage } from './front/stage';
 import type { LiveBytes, ServiceMetrics } from './metrics/metrics';
 import { Relay, type RelayOwner, type RelayResult } from './relay/relay';
 import { parseClientAddress } from './route/cidr';
+import { identify } from './route/identify';
 import { route } from './route/route';
 import { Dial, type DialFailure, type DialSuccess, type TlsSessionCache } from './upstream/dial';
 
-/** A service as connections see it: its config at accept time, its counters and metrics. */
+/** A service as connections see it: its config at accept time, its front stages, its metrics. */
 export interface ServiceState {
   /** Replaced on reload; a connection reads it once, when it is accepted. */
   config: ServiceConfig;
+  /** Built from `config` and replaced with it: new handshakes use the new certificates. */
+  front: readonly FrontStage[];
   /** Also holds the open-connection count (`metrics.active.value`), kept across reloads. */
   readonly metrics: ServiceMetrics;
 }
@@ -39,36 +44,63 @@ function onClientEarlyError(): void {
 }
 
 function onClientEarlyClose(this: ConnSocket): void {
-  this[CONNECTION]?.clientClosedEarly();
+  const c = this[CONNECTION];
+  if (!c) return;
+  // During a front stage the socket may close because the stage refused the client (Node's TLS
+  // server destroys a client whose certificate does not verify, then says why in the same turn
+  // of the loop): give the stage that turn to report its reason first.
+  if (c.state === 'handshake') setImmediate(closedEarly, c);
+  else c.clientClosedEarly();
+}
+
+function closedEarly(c: Connection): void {
+  c.clientClosedEarly();
+}
+
+function onHandshakeTimeout(c: Connection): void {
+  c.handshakeTimedOut();
 }
 
 let nextId = 0;
 const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
 
 /**
- * One client connection: limit check, routing, upstream dial, relay, and exactly one
- * ClientDisconnect for its ClientConnect. Every path out goes through `finish()`.
+ * One client connection, one way through: front stages (PROXY header, TLS handshake) under one
+ * handshake deadline → identify → route → dial → relay, and exactly one ClientDisconnect for its
+ * ClientConnect. A service without front stages goes straight from accept to routing, as fast
+ * as before they existed. Every path out goes through `finish()` or `refuse()`.
  */
 export class Connection implements LiveBytes, RelayOwner {
   readonly id = `${ID_PREFIX}-${(++nextId).toString(36)}`;
   readonly service: string;
   readonly metrics: ServiceMetrics;
   readonly since = Date.now();
+  /** The gateway `address:port` the client connected to. */
+  readonly listener: string;
   countedFromClient = 0;
   countedToClient = 0;
+  /** The client's socket: the accepted one, or the TLS socket a front stage put over it. */
+  socket: Socket;
+  /** Filled by front stages; null on the fast path (no stages). */
+  private ctx: FrontContext | null = null;
   private connectEvent: ClientConnectEvent | null = null;
+  private announced = false;
+  private admitted = false;
+  private deadline: NodeJS.Timeout | null = null;
   private dial: Dial | null = null;
   private relay: Relay | null = null;
   private served: DialSuccess | null = null;
   private finished = false;
 
   constructor(
-    readonly socket: Socket,
-    /** The gateway `address:port` the client connected to. */
-    readonly listener: string,
+    socket: Socket,
+    /** The listening socket that accepted it (draining a removed listener finds its connections by it). */
+    readonly origin: { readonly label: string },
     private readonly svc: ServiceState,
     private readonly host: ConnectionHost,
   ) {
+    this.socket = socket;
+    this.listener = origin.label;
     this.service = svc.config.name;
     this.metrics = svc.metrics;
     socket.on('error', onClientEarlyError);
@@ -78,11 +110,15 @@ export class Connection implements LiveBytes, RelayOwner {
   bytesFromClient(): number { return this.socket.bytesRead; }
   bytesToClient(): number { return this.socket.bytesWritten; }
 
-  /** The client's `address:port`. */
-  get client(): string { return this.connectEvent?.client ?? ''; }
+  /** The client's `address:port`, as the gateway believes it. */
+  get client(): string { return this.connectEvent?.client ?? (this.ctx ? hostPortLabel(this.ctx.client.address, this.ctx.client.port) : ''); }
   get user(): string | null { return this.connectEvent?.user ?? null; }
+  get auth(): 'certificate' | 'source' | null { return this.connectEvent?.auth ?? null; }
+  get sni(): string | null { return this.ctx?.tls?.sni ?? null; }
   get destination(): string | null { return this.served?.destination.label ?? this.connectEvent?.destination ?? null; }
-  get state(): 'connecting' | 'relaying' | 'closed' { return this.finished ? 'closed' : this.relay ? 'relaying' : 'connecting'; }
+  get state(): 'handshake' | 'connecting' | 'relaying' | 'closed' {
+    return this.finished ? 'closed' : this.relay ? 'relaying' : this.connectEvent ? 'connecting' : 'handshake';
+  }
 
   start(): void {
     const { socket, svc } = this;
@@ -92,21 +128,109 @@ export class Connection implements LiveBytes, RelayOwner {
       socket.destroy();
       return;
     }
-    const client = hostPortLabel(address, socket.remotePort ?? 0);
-    const r = route(svc.config, this.host.users, parseClientAddress(address));
+    const port = socket.remotePort ?? 0;
+    const stages = svc.front;
+    if (stages.length === 0) return this.routeAndDial(address, port);
+    this.ctx = { client: { address, port }, local: { address: socket.localAddress ?? '', port: socket.localPort ?? 0 }, tls: null };
+    // A handshake holds a slot like any connection: a flood of slow handshakes meets the limit.
+    if (svc.metrics.active.value >= svc.config.maxConnections) return this.refuse('limit', null);
+    this.admit();
+    this.deadline = setTimeout(onHandshakeTimeout, svc.config.handshakeTimeoutMs, this);
+    this.runStage(stages, 0);
+  }
+
+  private runStage(stages: readonly FrontStage[], i: number): void {
+    if (this.finished) return;
+    if (i === stages.length) {
+      clearTimeout(this.deadline!);
+      this.deadline = null;
+      return this.routeAndDial(this.ctx!.client.address, this.ctx!.client.port);
+    }
+    stages[i].run(this.socket, this.ctx!, (refusal, socket) => this.stageDone(stages, i, refusal, socket));
+  }
+
+  private stageDone(stages: readonly FrontStage[], i: number, refusal: FrontRefusal | null, socket: Socket): void {
+    if (socket !== this.socket) {
+      // A stage put a socket over the client's (TLS): ours from now on, handlers and all.
+      (socket as ConnSocket)[CONNECTION] = this;
+      socket.on('error', onClientEarlyError);
+      if (!this.finished) {
+        this.socket.off('close', onClientEarlyClose);
+        socket.once('close', onClientEarlyClose);
+      }
+      this.socket = socket;
+    }
+    if (this.finished) {
+      socket.destroy();
+      return;
+    }
+    if (refusal) {
+      if (refusal.reason === 'tls-failed') this.svc.metrics.tlsHandshakeFailure(refusal.code);
+      this.svc.metrics.rejected(refusal.reason);
+      this.socket.destroy();
+      return this.finish(refusal.reason, refusal.code);
+    }
+    this.runStage(stages, i + 1);
+  }
+
+  /** The front stages took longer than `handshakeTimeout`. */
+  handshakeTimedOut(): void {
+    this.deadline = null;
+    if (this.finished) return;
+    this.svc.metrics.rejected('handshake-timeout');
+    this.socket.destroy();
+    this.finish('handshake-timeout', null);
+  }
+
+  private routeAndDial(address: string, port: number): void {
+    const { svc, host, ctx } = this;
+    const client = parseClientAddress(address);
+    const tlsInfo = ctx?.tls ?? null;
+    const identity = identify(host.users, client, tlsInfo?.certificate ?? null);
+    const r = route(svc.config, { client, user: identity.user, sni: tlsInfo?.sni ?? null });
     const first = r.action === 'forward' ? r.destinations[0] : null;
     this.connectEvent = {
-      event: 'ClientConnect', id: this.id, service: this.service, listener: this.listener, client,
-      user: r.user, destination: first?.label ?? null, tls: first?.tls != null, time: new Date(this.since).toISOString(),
+      event: 'ClientConnect', id: this.id, service: this.service, listener: this.listener, client: hostPortLabel(address, port),
+      user: identity.user, auth: identity.auth, sni: tlsInfo?.sni ?? null, alpn: tlsInfo?.alpn ?? null,
+      destination: first?.label ?? null, tls: first?.tls != null, time: new Date(this.since).toISOString(),
     };
-    if (svc.metrics.active.value >= svc.config.maxConnections) return this.refuse('limit');
-    if (r.action === 'reject') return this.refuse(r.reason);
+    if (!this.admitted && svc.metrics.active.value >= svc.config.maxConnections) return this.refuse('limit', null);
+    if (r.action === 'reject') return this.refuse(r.reason, null);
+    if (!this.admitted) this.admit();
+    this.announce();
+    this.dial = new Dial(r.destinations, svc.config.connectTimeoutMs, host.sessions, this);
+  }
 
-    svc.metrics.active.value++;
+  /** Counted open from now: the limit, `/status` and shutdown see it. */
+  private admit(): void {
+    this.admitted = true;
+    this.svc.metrics.active.value++;
     this.host.open.add(this);
+    this.socket.once('close', onClientEarlyClose);
+  }
+
+  /** Emits ClientConnect once; a connection ended by a front stage reports what it knew by then. */
+  private announce(): void {
+    if (this.announced) return;
+    this.announced = true;
+    this.connectEvent ??= this.frontEvent();
     this.host.connected(this.connectEvent);
-    socket.once('close', onClientEarlyClose);
-    this.dial = new Dial(r.destinations, svc.config.connectTimeoutMs, this.host.sessions, this);
+  }
+
+  private frontEvent(): ClientConnectEvent {
+    const ctx = this.ctx!;
+    return {
+      event: 'ClientConnect', id: this.id, service: this.service, listener: this.listener, client: hostPortLabel(ctx.client.address, ctx.client.port),
+      user: null, auth: null, sni: ctx.tls?.sni ?? null, alpn: ctx.tls?.alpn ?? null, destination: null, tls: false, time: new Date(this.since).toISOString(),
+    };
+  }
+
+  /** The PROXY header for an upstream that asks for one: the client as the gateway believes it. */
+  proxyHeader(version: 1 | 2): Buffer {
+    const s = this.socket;
+    const client = this.ctx?.client ?? { address: s.remoteAddress ?? '', port: s.remotePort ?? 0 };
+    const local = this.ctx?.local ?? { address: s.localAddress ?? '', port: s.localPort ?? 0 };
+    return encodeProxyHeader(version, client, local);
   }
 
   /** Ends the connection now (shutdown, drain deadline). */
@@ -140,8 +264,14 @@ export class Connection implements LiveBytes, RelayOwner {
     this.relay = new Relay(socket, ok.socket, this.svc.config.idleTimeoutMs, this);
   }
 
-  private refuse(reason: 'limit' | 'rejected' | 'no-route'): void {
-    const e = this.connectEvent!;
+  /** Refused before it was counted open (limit, reject mapping, no route): one event pair, nothing else. */
+  private refuse(reason: 'limit' | 'rejected' | 'no-route', error: string | null): void {
+    if (this.admitted) {
+      this.svc.metrics.rejected(reason);
+      this.socket.destroy();
+      return this.finish(reason, error);
+    }
+    const e = this.connectEvent ?? this.frontEvent();
     this.finished = true;
     this.socket.destroy();
     this.svc.metrics.rejected(reason);
@@ -149,7 +279,7 @@ export class Connection implements LiveBytes, RelayOwner {
     this.host.connected(e);
     this.host.disconnected({
       ...e, event: 'ClientDisconnect', bytesFromClient: 0, bytesToClient: 0, durationMs: Date.now() - this.since,
-      reason, error: null, destinationIndex: null,
+      reason, error, destinationIndex: null,
     });
   }
 
@@ -165,7 +295,7 @@ export class Connection implements LiveBytes, RelayOwner {
     this.finish(reason, result.error);
   }
 
-  /** The client went away while the upstream was being dialled. */
+  /** The client went away during the front stages or while the upstream was being dialled. */
   clientClosedEarly(): void {
     if (this.relay || this.finished) return;
     this.dial?.cancel();
@@ -174,7 +304,10 @@ export class Connection implements LiveBytes, RelayOwner {
 
   private finish(reason: DisconnectReason, error: string | null): void {
     if (this.finished) return;
+    this.announce();
     this.finished = true;
+    if (this.deadline) clearTimeout(this.deadline);
+    this.deadline = null;
     const { svc, host } = this;
     svc.metrics.active.value--;
     host.open.delete(this);
@@ -185,8 +318,8 @@ export class Connection implements LiveBytes, RelayOwner {
     const e = this.connectEvent!;
     // Spelled out, not spread: this runs once per connection and a spread costs several times more.
     host.disconnected({
-      event: 'ClientDisconnect', id: e.id, service: e.service, listener: e.listener, client: e.client, user: e.user,
-      destination: this.destination, tls: this.served ? this.served.destination.tls !== null : e.tls, time: e.time,
+      event: 'ClientDisconnect', id: e.id, service: e.service, listener: e.listener, client: e.client, user: e.user, auth: e.auth,
+      sni: e.sni, alpn: e.alpn, destination: this.destination, tls: this.served ? this.served.destination.tls !== null : e.tls, time: e.time,
       bytesFromClient: this.socket.bytesRead, bytesToClient: this.socket.bytesWritten, durationMs, reason, error,
       destinationIndex: this.served?.index ?? null,
     });

@@ -53,6 +53,8 @@ export class BindError extends MapgateError {
   readonly service: string;
   readonly address: string;
   readonly port: number;
+  /** The system's error code (`EADDRINUSE`, `EADDRNOTAVAIL`, ...), or null. */
+  readonly systemCode: string | null;
   constructor(service: string, address: string, port: number, cause: NodeJS.ErrnoException) {
     const where = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
     super('MAPGATE_ERR_BIND',
@@ -61,6 +63,7 @@ export class BindError extends MapgateError {
     this.service = service;
     this.address = address;
     this.port = port;
+    this.systemCode = cause.code ?? null;
   }
 }
 

@@ -10,7 +10,9 @@ import { watchFile } from './config/watch';
 import { BindError, MapgateError, problemLines, refusedReloadMessage } from './errors';
 import type { ClientConnectEvent, ClientDisconnectEvent, GatewayEvents, LogRecord } from './events/events';
 import { JsonLinesSink } from './events/sink';
-import { resolveBind, type InterfaceTable } from './listen/interfaces';
+import { buildFrontStages } from './front/build';
+import type { InterfaceTable } from './listen/interfaces';
+import { planListeners, type ListenPlan, type ListenSpec } from './listen/plan';
 import { networkInterfaces } from 'node:os';
 import { listenTcp, serverLabel } from './listen/listener';
 import { Metrics, type ServiceMetrics } from './metrics/metrics';
@@ -45,38 +47,6 @@ export interface ReloadResult {
   readonly closed: readonly string[];
 }
 
-/** One socket the config asks for. Its key is what makes it "the same listener" across reloads. */
-interface ListenSpec {
-  readonly key: string;
-  readonly service: string;
-  readonly address: string;
-  readonly port: number;
-  readonly intercept: boolean;
-}
-type ListenPlan = readonly ListenSpec[];
-
-/**
- * The listeners a config asks for on this host now. A fixed port is keyed by address:port, so a
- * reload that keeps it keeps the socket; port 0 (tests) is keyed by its service too.
- */
-function planListeners(config: GatewayConfig, table: InterfaceTable): ListenPlan {
-  const plan: ListenSpec[] = [];
-  for (const svc of config.services) {
-    const addresses = resolveBind(svc.bind, config.interfaces, table);
-    if (addresses.length === 0) {
-      throw new MapgateError('MAPGATE_ERR_BIND', `service "${svc.name}": no ${svc.bind.kind === 'internal' ? 'internal interface address' : 'address'} to listen on`);
-    }
-    const ports: Array<[number, boolean, number]> = [[svc.port, false, 0], ...svc.intercept.map((p, i): [number, boolean, number] => [p, true, i])];
-    for (const address of addresses) {
-      for (const [port, intercept, i] of ports) {
-        const key = port === 0 ? `${address}|0|${svc.name}|${intercept ? i : 'port'}` : `${address}|${port}`;
-        plan.push({ key, service: svc.name, address, port, intercept });
-      }
-    }
-  }
-  return plan;
-}
-
 /** Services compare equal when their normalized configs do (PEM text included). */
 function sameService(a: ServiceConfig, b: ServiceConfig): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
@@ -90,7 +60,20 @@ interface Listener {
   /** `address:port` actually bound (port 0 resolved). */
   readonly label: string;
   service: ServiceState;
+  /**
+   * Bound by a reload that is prepared but not committed (a cluster waits for every worker):
+   * its clients wait here, paused, until the commit starts them or an abort closes them.
+   */
+  held: Socket[] | null;
 }
+
+/** Clients a prepared listener holds before its reload commits; more are closed. */
+const MAX_HELD = 1024;
+
+/** A reload whose listeners are bound but not yet in force: {@link Gateway.prepareReload}. */
+export type PreparedReload =
+  | { readonly ok: false; readonly result: ReloadResult }
+  | { readonly ok: true; commit(): ReloadResult; abort(): void };
 
 /** A listening socket as {@link Gateway.endpoints} reports it. */
 export interface ListenerInfo {
@@ -124,6 +107,12 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   private closing: Promise<void> | null = null;
   private reloading: Promise<unknown> = Promise.resolve();
   private readonly drains = new Set<NodeJS.Timeout>();
+  /** Listener keys whose address could not be bound yet, with the error: retried at every interface poll. */
+  private readonly waiting = new Map<string, { readonly service: string; readonly address: string; readonly error: string }>();
+  /** Services whose bindings have no address on this host now. */
+  private addressless = new Set<string>();
+  /** Ends the wait of a draining close at once (a second SIGTERM: {@link destroy}). */
+  private hurry: (() => void) | null = null;
   private interfaceTimer: NodeJS.Timeout | null = null;
   private watcher: { close(): void } | null = null;
   private fdMonitor: FdMonitor | null = null;
@@ -153,7 +142,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
         await this.sink.ready();
       }
       for (const svc of this.cfg.services) this.services.set(svc.name, this.serviceState(svc));
-      await this.applyListeners(planListeners(this.cfg, this.interfaces()));
+      const plan = planListeners(this.cfg, this.interfaces());
+      this.commitListeners(plan, await this.bindFresh(plan, { hold: false, lenient: false }), this.cfg.shutdownGraceMs);
       if (this.cfg.admin) this.admin = await this.startAdmin(this.cfg.admin.host, this.cfg.admin.port);
     } catch (err) {
       await this.teardown();
@@ -197,9 +187,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     return this.closing;
   }
 
-  /** Closes everything at once: {@link close} with no grace. */
+  /**
+   * Closes everything at once: {@link close} with no grace. While a close is draining, cuts its
+   * grace short and ends every connection now (reason `shutdown`): a second SIGTERM.
+   */
   destroy(): Promise<void> {
-    return this.close(0);
+    if (!this.closing) return this.close(0);
+    this.hurry?.();
+    return this.closing;
   }
 
   /** Open connections and per-service totals, for `/status`. */
@@ -213,9 +208,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
         active: s.metrics.active.value,
         maxConnections: s.config.maxConnections,
         listeners: [...this.listening.values()].filter((l) => l.service === s).map((l) => ({ address: l.label, intercept: l.intercept })),
+        // Addresses of its interfaces it could not bind yet, retried at every interface poll.
+        waiting: [...this.waiting.values()].filter((w) => w.service === s.config.name).map((w) => ({ address: w.address, error: w.error })),
       })),
       connections: [...this.open].map((c) => ({
-        id: c.id, service: c.service, client: c.client, user: c.user, destination: c.destination, state: c.state,
+        id: c.id, service: c.service, client: c.client, user: c.user, auth: c.auth, sni: c.sni, destination: c.destination, state: c.state,
         since: new Date(c.since).toISOString(), seconds: (now - c.since) / 1000,
         bytesFromClient: c.bytesFromClient(), bytesToClient: c.bytesToClient(),
       })),
@@ -247,25 +244,50 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   private serviceState(config: ServiceConfig): ServiceState {
-    return { config, metrics: this.metrics.service(config.name, config.maxConnections) };
+    const state: ServiceState = { config, front: buildFrontStages(config), metrics: this.metrics.service(config.name, config.maxConnections) };
+    state.metrics.setCertificateExpiry(config.accept.tls?.notAfter ?? null);
+    return state;
   }
 
   /**
-   * Makes the listening sockets match `plan`: binds what is new (all or nothing: on any
-   * failure the new ones are closed again and this rejects, the old set untouched), re-points
-   * kept sockets at their (possibly new) service, closes what is gone and drains its connections.
+   * Binds the listeners of `plan` that are not open yet, held (see {@link Listener.held}) when
+   * `hold`. A failure to bind rejects with every failure named, after closing what it bound,
+   * except where a retry is the answer: an address read off an interface that is not usable yet
+   * (EADDRNOTAVAIL: IPv6 duplicate address detection, a link coming up), or any failure when
+   * `lenient` (the interface poll, which has nothing to refuse). Those are logged once and retried
+   * at the next poll.
    */
-  private async applyListeners(plan: ListenPlan, graceMs = this.cfg.shutdownGraceMs): Promise<{ bound: string[]; closed: string[] }> {
-    const wanted = new Map(plan.map((p) => [p.key, p]));
-    const fresh = plan.filter((p) => !this.listening.has(p.key));
-    const results = await Promise.allSettled(fresh.map((p) => this.bindOne(p)));
-    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
-    const bound = results.filter((r): r is PromiseFulfilledResult<Listener> => r.status === 'fulfilled').map((r) => r.value);
+  private async bindFresh(plan: ListenPlan, options: { hold: boolean; lenient: boolean }): Promise<Listener[]> {
+    const fresh = plan.specs.filter((p) => !this.listening.has(p.key));
+    const results = await Promise.allSettled(fresh.map((p) => this.bindOne(p, options.hold)));
+    const bound: Listener[] = [];
+    const failed: BindError[] = [];
+    const deferred: Array<[ListenSpec, BindError]> = [];
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') bound.push(r.value);
+      else if (options.lenient || (!fresh[i].literal && (r.reason as BindError).systemCode === 'EADDRNOTAVAIL')) deferred.push([fresh[i], r.reason as BindError]);
+      else failed.push(r.reason as BindError);
+    });
     if (failed.length > 0) {
       await Promise.all(bound.map((l) => closeServer(l.server)));
       if (failed.length > 1) failed[0].message = failed.map((e) => e.message).join('\n');
       throw failed[0];
     }
+    for (const [spec, err] of deferred) {
+      if (this.waiting.has(spec.key)) continue;
+      this.waiting.set(spec.key, { service: spec.service, address: hostPortLabel(spec.address, spec.port), error: err.message });
+      this.log('warn', 'address not usable yet; retrying at every interface poll', { service: spec.service, address: spec.address, port: spec.port, error: err.message });
+    }
+    return bound;
+  }
+
+  /**
+   * Puts `plan` in force with the `fresh` listeners {@link bindFresh} opened: kept sockets are
+   * re-pointed at their (possibly new) service, held clients start, listeners the plan no longer
+   * has stop accepting and their connections get `graceMs` to finish.
+   */
+  private commitListeners(plan: ListenPlan, fresh: readonly Listener[], graceMs: number): { bound: string[]; closed: string[] } {
+    const wanted = new Map(plan.specs.map((p) => [p.key, p]));
     const gone: Listener[] = [];
     for (const [key, l] of this.listening) {
       const p = wanted.get(key);
@@ -281,20 +303,41 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       }
       l.intercept = p.intercept;
     }
-    for (const l of bound) {
+    for (const l of fresh) {
       this.listening.set(l.key, l);
       l.service.metrics.listeners.inc();
+      if (this.waiting.delete(l.key)) this.log('info', 'address usable now: listening', { service: l.service.config.name, listener: l.label });
+      const held = l.held;
+      l.held = null;
+      for (const socket of held ?? []) {
+        socket.off('error', onHeldError);
+        this.onConnection(l, socket);
+      }
     }
     for (const l of gone) {
       this.listening.delete(l.key);
       l.service.metrics.listeners.dec();
       l.server.close();
     }
-    if (gone.length > 0) this.drainLater(new Set(gone.map((l) => l.label)), graceMs);
-    return { bound: bound.map((l) => `${l.service.config.name}@${l.label}`), closed: gone.map((l) => `${l.service.config.name}@${l.label}`) };
+    for (const key of this.waiting.keys()) if (!wanted.has(key)) this.waiting.delete(key);
+    this.noteAddressless(plan);
+    if (gone.length > 0) this.drainLater(new Set(gone), graceMs);
+    return { bound: fresh.map((l) => `${l.service.config.name}@${l.label}`), closed: gone.map((l) => `${l.service.config.name}@${l.label}`) };
   }
 
-  private async bindOne(p: ListenSpec): Promise<Listener> {
+  /** Logs services whose bindings lost every address, and those that got one back. */
+  private noteAddressless(plan: ListenPlan): void {
+    const now = new Set(plan.addressless);
+    for (const name of now) {
+      if (!this.addressless.has(name)) this.log('warn', 'service has no address to listen on: no listeners until its interfaces get one', { service: name });
+    }
+    for (const name of this.addressless) {
+      if (!now.has(name)) this.log('info', 'service has an address to listen on again', { service: name });
+    }
+    this.addressless = now;
+  }
+
+  private async bindOne(p: ListenSpec, hold: boolean): Promise<Listener> {
     const service = this.services.get(p.service)!;
     let server: Server;
     try {
@@ -302,71 +345,141 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     } catch (err) {
       throw new BindError(p.service, p.address, p.port, err as NodeJS.ErrnoException);
     }
-    const listener: Listener = { key: p.key, intercept: p.intercept, server, label: serverLabel(server), service };
+    const listener: Listener = { key: p.key, intercept: p.intercept, server, label: serverLabel(server), service, held: hold ? [] : null };
     server.on('error', (err: NodeJS.ErrnoException) => this.onAcceptError(listener, err));
     return listener;
   }
 
   /** Connections accepted on closed listeners get `graceMs` to finish, then end with reason shutdown. */
-  private drainLater(labels: ReadonlySet<string>, graceMs: number): void {
+  private drainLater(listeners: ReadonlySet<Listener>, graceMs: number): void {
     const abort = (): void => {
       this.drains.delete(timer);
-      for (const c of [...this.open]) if (labels.has(c.listener)) c.abort('shutdown');
+      for (const c of [...this.open]) if (listeners.has(c.origin as Listener)) c.abort('shutdown');
     };
     const timer = setTimeout(abort, graceMs);
     this.drains.add(timer);
   }
 
+  /** Runs `task` once every reload, interface poll and prepared reload before it is done. */
+  private exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.reloading.then(task);
+    this.reloading = run.then(noop, noop);
+    return run;
+  }
+
   /**
    * Re-reads the config file and applies it as a diff (see {@link reload}); `adjust` may rewrite
-   * the loaded config first (a cluster worker drops `admin`, which the primary owns). Never throws:
-   * an invalid file or a failed bind leaves the running config in force and says why.
+   * the loaded config first. Never throws: an invalid file or a failed bind leaves the running
+   * config in force and says why.
    */
   reloadFromFile(adjust: (c: GatewayConfig) => GatewayConfig = (c) => c): Promise<ReloadResult> {
-    const run = async (): Promise<ReloadResult> => {
+    return this.exclusive(async () => {
       let next: GatewayConfig;
       try {
         next = adjust(loadConfigFile(this.cfg.file));
       } catch (err) {
         return this.reloadFailed(err as Error);
       }
-      return this.reload(next);
-    };
-    const result = this.reloading.then(run, run);
-    this.reloading = result;
-    return result;
+      const p = await this.prepare(next);
+      return p.ok ? p.commit() : p.result;
+    });
   }
 
   /**
    * Applies a new config without dropping anything: kept listeners keep their sockets, new ones
-   * bind (a bind failure refuses the whole reload), removed ones stop accepting and drain.
-   * Routing, TLS, limits and timeouts apply to new connections; open ones keep their upstream.
+   * bind (a bind failure refuses the whole reload, and nothing of it remains), removed ones stop
+   * accepting and drain. Routing, TLS, limits and timeouts apply to new connections; open ones
+   * keep their upstream.
    */
-  async reload(next: GatewayConfig): Promise<ReloadResult> {
-    if (this.state !== 'running') return this.reloadFailed(new MapgateError('MAPGATE_ERR_STATE', `gateway is ${this.state}`));
+  reload(next: GatewayConfig): Promise<ReloadResult> {
+    return this.exclusive(async () => {
+      const p = await this.prepare(next);
+      return p.ok ? p.commit() : p.result;
+    });
+  }
+
+  /**
+   * The first half of {@link reload}, for a cluster that applies a reload in every worker or in
+   * none: binds what `next` needs and holds its new listeners' clients, without putting anything
+   * in force. No other reload or interface poll runs until `commit()` or `abort()` is called.
+   */
+  prepareReload(next: GatewayConfig): Promise<PreparedReload> {
+    return new Promise((resolve) => {
+      void this.exclusive(() => new Promise<void>((release) => {
+        this.prepare(next).then((p) => {
+          if (!p.ok) {
+            release();
+            return resolve(p);
+          }
+          let settled = false;
+          const once = <T>(f: () => T) => (): T => {
+            if (settled) throw new MapgateError('MAPGATE_ERR_STATE', 'this reload was already committed or aborted');
+            settled = true;
+            try {
+              return f();
+            } finally {
+              release();
+            }
+          };
+          resolve({ ok: true, commit: once(p.commit), abort: once(p.abort) });
+        }, (err: Error) => {
+          release();
+          resolve({ ok: false, result: this.reloadFailed(err) });
+        });
+      }));
+    });
+  }
+
+  /** Binds what `next` needs; the caller holds the reload lock and must commit or abort. */
+  private async prepare(next: GatewayConfig): Promise<PreparedReload & { ok: boolean }> {
+    if (this.state !== 'running') return { ok: false, result: this.reloadFailed(new MapgateError('MAPGATE_ERR_STATE', `gateway is ${this.state}`)) };
+    const added = next.services.filter((s) => !this.services.has(s.name)).map((s) => s.name);
+    for (const svc of next.services) if (!this.services.has(svc.name)) this.services.set(svc.name, this.serviceState(svc));
+    const plan = planListeners(next, this.interfaces());
+    let fresh: Listener[];
+    try {
+      fresh = await this.bindFresh(plan, { hold: true, lenient: false });
+    } catch (err) {
+      this.forgetAdded(added);
+      return { ok: false, result: this.reloadFailed(err as Error) };
+    }
+    return {
+      ok: true,
+      commit: () => this.commitReload(next, plan, fresh, added),
+      abort: () => {
+        for (const l of fresh) {
+          for (const socket of l.held ?? []) socket.destroy();
+          l.held = null;
+          l.server.close();
+        }
+        this.forgetAdded(added);
+        this.reloadFailed(new MapgateError('MAPGATE_ERR_RELOAD_ABORTED', 'reload aborted: another worker refused it'));
+      },
+    };
+  }
+
+  /** Undoes a refused reload's new services: their state and every metric series they started. */
+  private forgetAdded(names: readonly string[]): void {
+    for (const name of names) {
+      this.services.delete(name);
+      // A removed service still draining shares those series; they go when its last connection does.
+      if (!this.retired.has(name)) this.metrics.removeService(name);
+    }
+  }
+
+  private commitReload(next: GatewayConfig, plan: ListenPlan, fresh: readonly Listener[], added: readonly string[]): ReloadResult {
     const before = new Map(this.cfg.services.map((s) => [s.name, s]));
-    const added: string[] = [];
-    const changed: string[] = [];
+    const changed = next.services.filter((s) => before.has(s.name) && !sameService(before.get(s.name)!, s)).map((s) => s.name);
+    const removed = [...before.keys()].filter((n) => !next.services.some((s) => s.name === n));
     const previous = new Map(this.services);
     for (const svc of next.services) {
-      const old = before.get(svc.name);
-      if (!old) added.push(svc.name);
-      else if (!sameService(old, svc)) changed.push(svc.name);
-      if (!this.services.has(svc.name)) this.services.set(svc.name, this.serviceState(svc));
-    }
-    const removed = [...before.keys()].filter((n) => !next.services.some((s) => s.name === n));
-    let diff: { bound: string[]; closed: string[] };
-    try {
-      diff = await this.applyListeners(planListeners(next, this.interfaces()), next.shutdownGraceMs);
-    } catch (err) {
-      for (const name of added) this.services.delete(name);
-      return this.reloadFailed(err as Error);
-    }
-    // Committed: the new config is in force.
-    for (const svc of next.services) {
       const state = this.services.get(svc.name)!;
-      state.config = svc;
+      if (state.config !== svc) {
+        state.config = svc;
+        state.front = buildFrontStages(svc);
+      }
       state.metrics.setMax(svc.maxConnections);
+      state.metrics.setCertificateExpiry(svc.accept.tls?.notAfter ?? null);
     }
     // Back in the config before its old connections ended: its series simply go on counting.
     for (const name of added) this.retired.delete(name);
@@ -377,12 +490,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       this.retired.set(name, state.metrics);
       this.forgetRetired(name);
     }
-    const restartOnly = ['admin', 'events', 'workers'].filter((k) => JSON.stringify((this.cfg as never)[k]) !== JSON.stringify((next as never)[k]));
+    const restartOnly = ['admin', 'events', 'workers', 'interfacePollMs'].filter((k) => JSON.stringify((this.cfg as never)[k]) !== JSON.stringify((next as never)[k]));
     this.cfg = next;
+    const diff = this.commitListeners(plan, fresh, next.shutdownGraceMs);
     this.metrics.reloads.labels('success').inc();
     this.metrics.lastReloadOk.set(1);
     this.metrics.lastReloadTime.set(Date.now() / 1000);
-    const summary = { added, removed, changed, bound: diff.bound, closed: diff.closed };
+    const summary = { added: [...added], removed, changed, bound: diff.bound, closed: diff.closed };
     this.log('info', 'config reloaded', summary);
     if (restartOnly.length > 0) this.log('warn', 'these settings change only on restart', { settings: restartOnly });
     const message = `reloaded: services +${added.length} -${removed.length} ~${changed.length}, listeners +${diff.bound.length} -${diff.closed.length}`;
@@ -397,17 +511,25 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     return { ok: false, message: refusedReloadMessage(problems), added: [], removed: [], changed: [], bound: [], closed: [] };
   }
 
-  /** Re-resolves interface addresses; listeners follow addresses that appeared or vanished. */
+  /**
+   * Re-resolves interface addresses; listeners follow addresses that appeared or vanished.
+   * Never throws: nothing the network does may stop the gateway.
+   */
   private async refreshInterfaces(): Promise<void> {
     if (this.state !== 'running') return;
-    const plan = planListeners(this.cfg, this.interfaces());
-    const keys = new Set(plan.map((p) => p.key));
-    if (plan.length === this.listening.size && [...this.listening.keys()].every((k) => keys.has(k))) return;
     try {
-      const diff = await this.applyListeners(plan);
-      this.log('info', 'interface addresses changed', diff);
+      const plan = planListeners(this.cfg, this.interfaces());
+      const keys = new Set(plan.specs.map((p) => p.key));
+      if (plan.specs.length === this.listening.size && [...this.listening.keys()].every((k) => keys.has(k))) {
+        for (const key of this.waiting.keys()) if (!keys.has(key)) this.waiting.delete(key);
+        this.noteAddressless(plan);
+        return;
+      }
+      const fresh = await this.bindFresh(plan, { hold: false, lenient: true });
+      const diff = this.commitListeners(plan, fresh, this.cfg.shutdownGraceMs);
+      if (diff.bound.length > 0 || diff.closed.length > 0) this.log('info', 'interface addresses changed', diff);
     } catch (err) {
-      this.log('error', 'interface addresses changed, but a new listener could not bind', { error: (err as Error).message });
+      this.log('error', 'interface poll failed', { error: (err as Error).message });
     }
   }
 
@@ -425,7 +547,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     }
     if (this.options.interfacePollMs && this.options.interfacePollMs > 0) {
       this.interfaceTimer = setInterval(() => {
-        this.reloading = this.reloading.then(() => this.refreshInterfaces());
+        void this.exclusive(() => this.refreshInterfaces());
       }, this.options.interfacePollMs);
       this.interfaceTimer.unref();
     }
@@ -441,7 +563,16 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       socket.destroy();
       return;
     }
-    new Connection(socket, listener.label, listener.service, this).start();
+    if (listener.held) {
+      if (listener.held.length >= MAX_HELD) {
+        socket.destroy();
+        return;
+      }
+      socket.on('error', onHeldError);
+      listener.held.push(socket);
+      return;
+    }
+    new Connection(socket, listener, listener.service, this).start();
   }
 
   private onAcceptError(listener: Listener, err: NodeJS.ErrnoException): void {
@@ -473,7 +604,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.log('info', 'draining', { open: this.open.size, graceMs });
     // Stop accepting now; the close callbacks only come once every accepted socket is gone.
     const listenersClosed = this.closeListeners();
-    if (this.open.size > 0 && graceMs > 0) await this.waitForDrain(graceMs);
+    if (this.open.size > 0 && graceMs > 0) await this.waitForDrain(graceMs, true);
     for (const c of [...this.open]) c.abort('shutdown');
     // Aborted relays report on their sockets' close events, a turn of the loop later.
     if (this.open.size > 0) await this.waitForDrain(ABORT_WAIT_MS);
@@ -482,7 +613,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.state = 'closed';
   }
 
-  private waitForDrain(graceMs: number): Promise<void> {
+  /** Resolves when no connection is open, after `graceMs`, or (`hurriable`) on {@link destroy}. */
+  private waitForDrain(graceMs: number, hurriable = false): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(done, graceMs);
       const self = this;
@@ -492,9 +624,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       function done(): void {
         clearTimeout(timer);
         self.off('ClientDisconnect', check);
+        if (self.hurry === done) self.hurry = null;
         resolve();
       }
       this.on('ClientDisconnect', check);
+      if (hurriable) this.hurry = done;
     });
   }
 
@@ -502,7 +636,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   private closeListeners(): Promise<unknown> {
     const all = [...this.listening.values()];
     this.listening.clear();
-    for (const l of all) l.service.metrics.listeners.dec();
+    for (const l of all) {
+      l.service.metrics.listeners.dec();
+      for (const socket of l.held ?? []) socket.destroy();
+    }
     return Promise.all(all.map((l) => closeServer(l.server)));
   }
 
@@ -526,6 +663,12 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       this.sink = null;
     }
   }
+}
+
+function noop(): void {}
+
+function onHeldError(): void {
+  // A held client that resets is simply gone; its socket closes and is never started.
 }
 
 function closeServer(server: Server | HttpServer): Promise<void> {

@@ -9,7 +9,10 @@ export interface AdminHandlers {
   healthy(): boolean;
   /** Ready (`/readyz`): accepting new connections; false while draining. */
   ready(): boolean;
-  /** Synchronous, or a promise (a cluster primary asks its workers). */
+  /**
+   * Synchronous, or a promise (a cluster primary asks its workers, within a deadline): `/status`
+   * and `/events` await it; `/events` takes no new snapshot until the previous one settled.
+   */
   status(): unknown;
   /** `POST /reload`; absent when reloads are not supported. */
   reload?(): Promise<{ ok: boolean; message: string }>;

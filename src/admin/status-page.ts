@@ -161,14 +161,19 @@ const HEARTBEAT_MS = 15_000;
 
 /**
  * The `/events` streams of one admin server. One shared timer (unref'd, so it never holds the
- * process up) serializes `status()` once a second while any stream is open, and pushes it as an
- * `event: status` to every stream whose previous write has drained; a slow reader skips ticks
- * instead of buffering without bound.
+ * process up) takes a snapshot of `status()` once a second while any stream is open, and pushes
+ * it as an `event: status` to every stream whose previous write has drained; a slow reader skips
+ * ticks instead of buffering without bound. `status()` may return a promise (a cluster primary
+ * asks its workers): while one snapshot is pending, ticks are skipped rather than stacked, and a
+ * failed snapshot is sent as a `: status failed` comment, the streams staying open.
  */
 export class StatusStreams {
   private readonly streams = new Set<http.ServerResponse>();
   private timer: NodeJS.Timeout | null = null;
   private lastHeartbeat = 0;
+  private pending = false;
+  /** Streams that have not had their first event yet: it carries the `retry:` line. */
+  private readonly fresh = new Set<http.ServerResponse>();
 
   constructor(private readonly status: () => unknown, private readonly intervalMs = STATUS_INTERVAL_MS) {}
 
@@ -192,11 +197,15 @@ export class StatusStreams {
     });
     // Disable Nagle: each event is small and should leave at once.
     req.socket.setNoDelay(true);
+    // The headers leave now, the first event when its snapshot is taken (maybe a moment later).
+    res.flushHeaders();
     this.streams.add(res);
+    this.fresh.add(res);
     const self = this;
     res.on('close', function onEventStreamClose() { self.remove(res); });
-    res.write(`retry: 2000\n\n${this.event(this.snapshot())}`);
     this.timer ??= setInterval(() => this.tick(), this.intervalMs).unref();
+    // The new stream gets the snapshot now; a pending one, taken a moment ago, serves as well.
+    this.push(false);
   }
 
   /** Ends every stream now (their sockets too): the server is closing. */
@@ -209,28 +218,37 @@ export class StatusStreams {
 
   private remove(res: http.ServerResponse): void {
     this.streams.delete(res);
+    this.fresh.delete(res);
     if (this.streams.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = null;
     }
   }
 
-  private snapshot(): string {
-    return JSON.stringify(this.status());
-  }
-
-  private event(json: string): string {
-    return `event: status\ndata: ${json}\n\n`;
-  }
-
   private tick(): void {
-    const message = this.event(this.snapshot());
+    if (this.pending) return;
     const now = Date.now();
     const heartbeat = now - this.lastHeartbeat >= HEARTBEAT_MS;
     if (heartbeat) this.lastHeartbeat = now;
+    this.push(heartbeat);
+  }
+
+  /** Takes one snapshot (unless one is pending) and writes it to every stream open once it settles. */
+  private push(heartbeat: boolean): void {
+    if (this.pending) return;
+    this.pending = true;
+    new Promise((resolve) => resolve(this.status()))
+      .then((status) => `event: status\ndata: ${JSON.stringify(status)}\n\n`)
+      .catch((err: unknown) => `: status failed: ${String(err instanceof Error ? err.message : err).replace(/[\r\n]+/g, ' ')}\n\n`)
+      .then((message) => this.send(heartbeat, message))
+      .finally(() => { this.pending = false; });
+  }
+
+  private send(heartbeat: boolean, message: string): void {
     for (const res of this.streams) {
       if (res.writableNeedDrain) continue;
-      res.write(heartbeat ? `: heartbeat\n\n${message}` : message);
+      const first = this.fresh.delete(res);
+      res.write(`${first ? 'retry: 2000\n\n' : ''}${heartbeat ? ': heartbeat\n\n' : ''}${message}`);
     }
   }
 }

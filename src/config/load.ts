@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
+import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { networkInterfaces } from 'node:os';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
@@ -9,7 +10,7 @@ import { ConfigError, type ConfigProblem } from '../errors';
 import { parseCidr, type Cidr } from '../route/cidr';
 import { resolveBind, WILDCARDS, type InterfaceTable } from '../listen/interfaces';
 import { hostPortLabel, hostPortProblem, isHost, MAX_TIMER_MS, parseDuration, parseHostPort } from './parse-values';
-import type { BindSpec, Destination, GatewayConfig, MappingRule, ServiceConfig, UpstreamTls, User } from './types';
+import type { AcceptConfig, AcceptTls, BindSpec, CertificateMatch, Destination, GatewayConfig, MappingRule, ServiceConfig, UpstreamTls, User } from './types';
 
 export const DEFAULTS = Object.freeze({
   adminListen: '127.0.0.1:9464',
@@ -18,6 +19,8 @@ export const DEFAULTS = Object.freeze({
   idleTimeout: '30m',
   maxConnections: 256,
   shutdownGrace: '10s',
+  interfacePoll: '5s',
+  handshakeTimeout: '10s',
 });
 
 /**
@@ -125,7 +128,9 @@ export function parseConfig(text: string, file = '<inline>', options: ParseOptio
   };
 
   if (doc.errors.length > 0) {
-    for (const e of doc.errors) ctx.yamlProblem(e);
+    const unclosed = ctx.unclosedProblems(text, doc.errors);
+    for (const e of doc.errors) if (e.pos[0] < unclosed.cut) ctx.yamlProblem(e);
+    problems.push(...unclosed.problems);
     fail();
   }
   if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
@@ -206,6 +211,88 @@ function nestingProblem(text: string): { line: number; col: number } | null {
     if (Array.isArray(tok.items)) for (const it of tok.items) { push(it.key); push(it.value); }
   }
   return null;
+}
+
+/** The character that closes each opener. */
+const CLOSER: Readonly<Record<string, string>> = { '[': ']', '{': '}', '"': '"', "'": "'" };
+
+/** A `[`, `{`, `"` or `'` in the CST that its closing character does not follow. */
+interface Opener {
+  offset: number;
+  char: string;
+  /** The nearest unclosed opener around this one. */
+  parent: Opener | null;
+  /** Something inside was ended by this opener's closing character, so it may not be missing. */
+  tainted: boolean;
+}
+
+/**
+ * The flow collections and quoted scalars of yaml's CST that lack their closing character, and
+ * every `]` or `}` that closes nothing (a stray: in a plain scalar, an error token, or a flow
+ * end that no collection took). The CST already knows quotes, comments and block scalars, so
+ * a bracket inside them is never counted. Iterative, like {@link nestingProblem}.
+ */
+function unclosedInCst(text: string): { open: Opener[]; stray: Array<{ offset: number; char: string }> } {
+  type Tok = { type?: string; offset?: number; source?: string; start?: unknown; end?: unknown };
+  const open: Opener[] = [];
+  const stray: Array<{ offset: number; char: string }> = [];
+  const taken = new Set<unknown>();
+  const stack: Array<{ tok: unknown; parent: Opener | null }> = [];
+  for (const tok of new Parser().parse(text)) stack.push({ tok, parent: null });
+  while (stack.length > 0) {
+    const { tok, parent } = stack.pop()!;
+    if (Array.isArray(tok)) {
+      for (const t of tok) stack.push({ tok: t, parent });
+      continue;
+    }
+    if (!tok || typeof tok !== 'object') continue;
+    const t = tok as Tok;
+    const source = typeof t.source === 'string' ? t.source : '';
+    const offset = t.offset ?? 0;
+    let inner = parent;
+    switch (t.type) {
+      case 'flow-collection': {
+        const char = (t.start as Tok | undefined)?.source === '{' ? '{' : '[';
+        const end = Array.isArray(t.end) ? (t.end[0] as Tok | undefined) : undefined;
+        const isEnd = end?.type === 'flow-seq-end' || end?.type === 'flow-map-end';
+        if (isEnd) taken.add(end);
+        if (end?.source !== CLOSER[char]) {
+          inner = { offset, char, parent, tainted: false };
+          open.push(inner);
+          // `{a: [b}`: the "}" ended the list, so the "{" around it is not missing one.
+          if (isEnd) for (let p: Opener | null = inner; p; p = p.parent) p.tainted = true;
+        }
+        break;
+      }
+      case 'double-quoted-scalar':
+      case 'single-quoted-scalar':
+        // yaml's own test (compose/resolve-flow-scalar): the last character is the quote.
+        if (source.length < 2 || source[source.length - 1] !== source[0]) open.push({ offset, char: source[0], parent, tainted: false });
+        break;
+      case 'scalar':
+      case 'error':
+        for (const char of [']', '}']) {
+          const i = source.indexOf(char);
+          if (i >= 0) stray.push({ offset: offset + i, char });
+        }
+        break;
+      case 'flow-seq-end':
+      case 'flow-map-end':
+        if (!taken.has(tok)) stray.push({ offset, char: source });
+        break;
+    }
+    for (const child of Object.values(tok)) if (child && typeof child === 'object') stack.push({ tok: child, parent: inner });
+  }
+  return { open, stray };
+}
+
+/** The unclosed openers around the innermost one, for its message: outermost first. */
+function enclosingNote(outer: ReadonlyArray<{ char: string; line: number; col: number }>): string {
+  const named = outer.map((o) => `the "${o.char}" at ${o.line}:${o.col}`);
+  if (named.length === 0) return '';
+  if (named.length === 1) return ` (so does ${named[0]} around it)`;
+  if (named.length <= 3) return ` (so do ${named.slice(0, -1).join(', ')} and ${named[named.length - 1]} around it)`;
+  return ` (so do the ${named.length} around it, the outermost a "${outer[0].char}" at ${outer[0].line}:${outer[0].col})`;
 }
 
 interface Frame {
@@ -423,6 +510,94 @@ class Context {
     return null;
   }
 
+  /**
+   * Every flow collection (`[`, `{`) and quoted scalar (`"`, `'`) of the document, keyed by
+   * its start offset and that character, with its path and where yaml's composer stopped
+   * reading it (`range[1]`: for an unclosed one, where yaml's error about it is). Iterative
+   * and linear, like checkStructure.
+   */
+  private openerIndex(): Map<string, { path: string; end: number }> {
+    type F = { node: unknown; parent: F | null; seg: PathSeg | null; named: boolean };
+    const found = new Map<string, { frame: F; end: number }>();
+    const stack: F[] = [{ node: this.doc.contents, parent: null, seg: null, named: true }];
+    while (stack.length > 0) {
+      const f = stack.pop()!;
+      const node = f.node;
+      if (!isNode(node) || !node.range) continue;
+      const char = isSeq(node) ? (node.flow ? '[' : null) : isMap(node) ? (node.flow ? '{' : null)
+        : isScalar(node) ? (node.type === 'QUOTE_DOUBLE' ? '"' : node.type === 'QUOTE_SINGLE' ? "'" : null) : null;
+      // Children come later and win: `[{a: 1}: b]` starts the pair's implicit map and its key at one offset.
+      if (char) found.set(`${node.range[0]}${char}`, { frame: f, end: node.range[1] });
+      if (isSeq(node)) {
+        node.items.forEach((item, i) => stack.push({ node: item, parent: f, seg: i, named: f.named }));
+      } else if (isMap(node)) {
+        for (const pair of node.items) {
+          const key = pair.key;
+          const plain = isScalar(key) && key.value !== null && typeof key.value !== 'object';
+          // Inside a key, the path is the map's.
+          stack.push({ node: key, parent: f, seg: null, named: f.named });
+          stack.push({ node: pair.value, parent: f, seg: plain ? String(key.value) : null, named: f.named && plain });
+        }
+      }
+    }
+    const index = new Map<string, { path: string; end: number }>();
+    for (const [k, { frame, end }] of found) {
+      const path: PathSeg[] = [];
+      for (let x: F | null = frame; x; x = x.parent) if (x.seg !== null) path.unshift(x.seg);
+      index.set(k, { path: frame.named ? pathText(path) : '(yaml)', end });
+    }
+    return index;
+  }
+
+  /**
+   * yaml reports a `[`, `{` or quote that is never closed where it stopped reading it: the end
+   * of the file, or the next line indented too little. Reworded here at the opener itself, one
+   * problem per innermost opener, naming the brackets around it that are open too. Returns
+   * them and `cut` (Infinity when there are none), the first offset where yaml stopped: its
+   * errors from there on follow from the missing character (a list cut short mid-file leaves
+   * the parser misreading the lines after it), so they are not reported until it is fixed.
+   */
+  unclosedProblems(text: string, errors: readonly YAMLError[]): { problems: ConfigProblem[]; cut: number } {
+    const flagged = new Set(errors.filter((e) => e.code === 'MISSING_CHAR' || e.code === 'BAD_INDENT').map((e) => e.pos[0]));
+    if (flagged.size === 0) return { problems: [], cut: Infinity };
+    const { open, stray } = unclosedInCst(text);
+    const lastStray = new Map<string, number>();
+    for (const s of stray) lastStray.set(s.char, Math.max(s.offset, lastStray.get(s.char) ?? -1));
+    const index = open.length > 0 ? this.openerIndex() : new Map<string, { path: string; end: number }>();
+    const never = new Map<Opener, { path: string; end: number }>();
+    for (const o of open) {
+      if (o.tainted) continue;
+      const at = index.get(`${o.offset}${o.char}`);
+      // Only what yaml itself flagged, at the place its composer stopped, is reworded.
+      if (!at || !flagged.has(at.end)) continue;
+      // A "]" further down that closes nothing: the list was cut short by a line indented too
+      // little, which yaml's own error, at that line, already says.
+      if ((o.char === '[' || o.char === '{') && (lastStray.get(CLOSER[o.char]) ?? -1) >= at.end) continue;
+      never.set(o, at);
+    }
+    const outer = new Set<Opener>();
+    for (const o of never.keys()) for (let p = o.parent; p; p = p.parent) if (never.has(p)) outer.add(p);
+    const innermost = [...never].filter(([o]) => !outer.has(o));
+    const cut = Math.min(...innermost.map(([, at]) => at.end));
+    const problems: ConfigProblem[] = [];
+    for (const [o, at] of innermost) {
+      let message: string;
+      if (o.char === '[' || o.char === '{') {
+        const around: Array<{ char: string; line: number; col: number }> = [];
+        for (let p = o.parent; p; p = p.parent) if (never.has(p)) around.unshift({ char: p.char, ...this.lines.linePos(p.offset) });
+        message = `${o.char === '[' ? 'this "[" is never closed: a flow list needs its "]"' : 'this "{" is never closed: a flow mapping needs its "}"'}${enclosingNote(around)}`;
+      } else {
+        // The open quote took every closing bracket after it, so the ones around it are not named.
+        const q = o.char === '"' ? `'"'` : `"'"`;
+        const rest = text.slice(at.end).trim() === '' ? ' (until then the rest of the file is part of the string)' : '';
+        message = `this ${q} is never closed: a quoted string needs its closing ${q}${rest}`;
+      }
+      // Past the first cut yaml misreads the structure, so the path it gives there is no guide.
+      problems.push({ file: this.file, ...this.lines.linePos(o.offset), path: o.offset < cut ? at.path : '(yaml)', message });
+    }
+    return { problems, cut };
+  }
+
   yamlProblem(e: YAMLError): void {
     const pos = this.lines.linePos(e.pos[0]);
     let path = '(yaml)';
@@ -466,6 +641,10 @@ class Context {
         return this.add(path, `must be one of: ${(p.allowedValues as unknown[]).join(', ')}${got}`);
       case 'type':
         return this.add(path, `must be ${String(p.type).split(',').map((t) => TYPE_WORDS[t] ?? t).join(' or ')}${got}`);
+      case 'minProperties': {
+        const keys = Object.keys((e.parentSchema as { properties?: object }).properties ?? {});
+        return this.add(path, keys.length > 0 ? `needs at least one of: ${keys.join(', ')}` : 'must not be empty');
+      }
       case 'minItems':
         return this.add(path, Number(p.limit) === 1 ? 'must not be an empty list' : `must have at least ${String(p.limit)} items`);
       case 'maxItems':
@@ -580,10 +759,77 @@ function upstreamTls(ctx: Context, path: PathSeg[], value: unknown, host: string
   return tls;
 }
 
+/** OpenSSL's reason without Node's prefix, for a config message. */
+function opensslReason(err: unknown): string {
+  const e = err as { message?: string; code?: string };
+  return `${oneLine(String(e.message ?? err))}${e.code ? ` (${e.code})` : ''}`;
+}
+
+/** The certificates of a PEM bundle, or why it is not one. */
+function certificatesIn(pem: string): X509Certificate[] | string {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
+  if (!blocks) return 'holds no certificate ("-----BEGIN CERTIFICATE-----")';
+  try {
+    return blocks.map((b) => new X509Certificate(b));
+  } catch (err) {
+    return `is not a valid certificate: ${opensslReason(err)}`;
+  }
+}
+
+/** `accept.tls`: the binding's certificate and key (checked to work together), client CAs, ALPN. */
+function acceptTls(ctx: Context, path: PathSeg[], value: unknown, baseDir: string): AcceptTls | null {
+  if (!isObj(value)) return null;
+  const cert = readPem(ctx, [...path, 'cert'], value.cert, baseDir);
+  const key = readPem(ctx, [...path, 'key'], value.key, baseDir);
+  const clientCa = value.clientCa === undefined ? null : readPem(ctx, [...path, 'clientCa'], value.clientCa, baseDir);
+  if (cert === null || key === null || (value.clientCa !== undefined && clientCa === null)) return null;
+  const chain = certificatesIn(cert);
+  if (typeof chain === 'string') {
+    ctx.add([...path, 'cert'], `the certificate ${chain}`);
+    return null;
+  }
+  try {
+    createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
+  } catch (err) {
+    ctx.add([...path, 'cert'], `unusable with its key: ${opensslReason(err)}`);
+    return null;
+  }
+  if (clientCa !== null) {
+    const cas = certificatesIn(clientCa);
+    if (typeof cas === 'string') {
+      ctx.add([...path, 'clientCa'], `the client CA ${cas}`);
+      return null;
+    }
+  }
+  if (value.clientCert !== undefined && clientCa === null) ctx.add([...path, 'clientCert'], 'needs clientCa: the CA client certificates are verified against', true);
+  const clientCert = clientCa === null ? 'none' : value.clientCert === 'optional' ? 'optional' : 'required';
+  const alpn = Array.isArray(value.alpn) ? value.alpn.filter((a): a is string => typeof a === 'string') : [];
+  return Object.freeze({ cert, key, clientCa, clientCert, alpn: Object.freeze(alpn), notAfter: Date.parse(chain[0].validTo) });
+}
+
+function acceptConfig(ctx: Context, path: PathSeg[], value: unknown, baseDir: string): AcceptConfig {
+  const o = isObj(value) ? value : {};
+  const pp = isObj(o.proxyProtocol) ? o.proxyProtocol : null;
+  return Object.freeze({
+    tls: acceptTls(ctx, [...path, 'tls'], o.tls, baseDir),
+    proxyProtocol: pp ? Object.freeze({ from: Object.freeze(cidrs(ctx, [...path, 'proxyProtocol', 'from'], pp.from)) }) : null,
+  });
+}
+
+const CERT_FIELDS = ['cn', 'ou', 'o', 'dns', 'uri', 'email'] as const;
+
+function certificateMatches(value: unknown): CertificateMatch[] {
+  return asList(value).filter(isObj).map((m) => {
+    const field = (k: string): string | null => (typeof m[k] === 'string' ? (m[k] as string) : null);
+    return Object.freeze(Object.fromEntries(CERT_FIELDS.map((k) => [k, field(k)])) as unknown as CertificateMatch);
+  });
+}
+
 function destination(ctx: Context, path: PathSeg[], value: unknown, baseDir: string): Destination | null {
   let host: string;
   let port: number;
   let tls: UpstreamTls | null = null;
+  let proxyProtocol: 1 | 2 | null = null;
   if (typeof value === 'string') {
     const hp = parseHostPort(value);
     if (!hp) {
@@ -599,10 +845,11 @@ function destination(ctx: Context, path: PathSeg[], value: unknown, baseDir: str
       return null;
     }
     tls = upstreamTls(ctx, [...path, 'tls'], value.tls, host, baseDir);
+    proxyProtocol = value.proxyProtocol === 'v1' ? 1 : value.proxyProtocol === 'v2' ? 2 : null;
   } else {
     return null;
   }
-  return Object.freeze({ host, port, tls, label: hostPortLabel(host, port) });
+  return Object.freeze({ host, port, tls, proxyProtocol, label: hostPortLabel(host, port) });
 }
 
 function destinations(ctx: Context, path: PathSeg[], value: unknown, baseDir: string): Destination[] {
@@ -666,13 +913,20 @@ function normalize(data: unknown, ctx: Context, options: ParseOptions): GatewayC
   if (isObj(data.users)) {
     for (const [name, u] of Object.entries(data.users)) {
       userNames.add(name);
-      if (isObj(u)) users.push(Object.freeze({ name, sources: Object.freeze(cidrs(ctx, ['users', name, 'sources'], u.sources)) }));
+      if (isObj(u)) {
+        users.push(Object.freeze({
+          name,
+          sources: Object.freeze(cidrs(ctx, ['users', name, 'sources'], u.sources)),
+          certificates: Object.freeze(certificateMatches(u.certificates)),
+        }));
+      }
     }
   }
 
   const dConnect = duration(ctx, ['defaults', 'connectTimeout'], defaults.connectTimeout, DEFAULTS.connectTimeout);
   const dIdle = duration(ctx, ['defaults', 'idleTimeout'], defaults.idleTimeout, DEFAULTS.idleTimeout);
   const dMax = typeof defaults.maxConnections === 'number' ? defaults.maxConnections : DEFAULTS.maxConnections;
+  const dHandshake = duration(ctx, ['defaults', 'handshakeTimeout'], defaults.handshakeTimeout, DEFAULTS.handshakeTimeout);
 
   const services: ServiceConfig[] = [];
   const names = new Map<string, number>();
@@ -698,6 +952,8 @@ function normalize(data: unknown, ctx: Context, options: ParseOptions): GatewayC
       for (const address of addresses) endpoints.set(`${address}|${p}`, `service "${name}"`);
     }
 
+    const accept = acceptConfig(ctx, [...path, 'accept'], s.accept, baseDir);
+    const acceptsTls = isObj(s.accept) && s.accept.tls !== undefined;
     const mappings: MappingRule[] = [];
     asList(s.mappings).forEach((m, mi) => {
       if (!isObj(m)) return;
@@ -706,6 +962,7 @@ function normalize(data: unknown, ctx: Context, options: ParseOptions): GatewayC
       if (user !== null && !userNames.has(user)) {
         ctx.add([...mpath, 'user'], `unknown user "${user}" (${userNames.size ? `users defines: ${[...userNames].join(', ')}` : 'no users are defined'})`);
       }
+      if (m.sni !== undefined && !acceptsTls) ctx.add([...mpath, 'sni'], 'matches only on a binding that accepts TLS: add accept.tls to the service', true);
       const action = m.action === 'reject' ? 'reject' : 'forward';
       if (action === 'reject' && m.destination !== undefined) ctx.add([...mpath, 'destination'], 'a mapping with action: reject takes no destination', true);
       // An unknown action was reported by the schema; guessing "forward" would add a second, misleading problem.
@@ -715,6 +972,7 @@ function normalize(data: unknown, ctx: Context, options: ParseOptions): GatewayC
         index: mi,
         user,
         sources: m.source === undefined ? null : Object.freeze(cidrs(ctx, [...mpath, 'source'], m.source)),
+        sni: m.sni === undefined ? null : Object.freeze(asList(m.sni).filter((n): n is string => typeof n === 'string').map((n) => n.toLowerCase().replace(/\.$/, ''))),
         action,
         destinations: Object.freeze(destinations(ctx, [...mpath, 'destination'], m.destination, baseDir)),
       }));
@@ -725,6 +983,8 @@ function normalize(data: unknown, ctx: Context, options: ParseOptions): GatewayC
       port,
       bind,
       intercept: Object.freeze(intercept),
+      accept,
+      handshakeTimeoutMs: s.handshakeTimeout === undefined ? dHandshake : duration(ctx, [...path, 'handshakeTimeout'], s.handshakeTimeout, DEFAULTS.handshakeTimeout),
       destinations: Object.freeze(destinations(ctx, [...path, 'destination'], s.destination, baseDir)),
       mappings: Object.freeze(mappings),
       connectTimeoutMs: s.connectTimeout === undefined ? dConnect : duration(ctx, [...path, 'connectTimeout'], s.connectTimeout, DEFAULTS.connectTimeout),
@@ -740,6 +1000,7 @@ function normalize(data: unknown, ctx: Context, options: ParseOptions): GatewayC
     admin,
     events: isObj(data.log) && typeof data.log.events === 'string' ? data.log.events : DEFAULTS.events,
     shutdownGraceMs: duration(ctx, ['shutdownGrace'], data.shutdownGrace, DEFAULTS.shutdownGrace),
+    interfacePollMs: duration(ctx, ['interfacePoll'], data.interfacePoll, DEFAULTS.interfacePoll),
     workers,
     users: Object.freeze(users),
     services: Object.freeze(services),

@@ -15,13 +15,52 @@ export interface Destination {
   readonly host: string;
   readonly port: number;
   readonly tls: UpstreamTls | null;
+  /** Send a PROXY protocol header (v1 or v2) first, naming the client as the gateway believes it. */
+  readonly proxyProtocol: 1 | 2 | null;
   /** `host:port` (`[v6]:port`), as events and logs show it. */
   readonly label: string;
+}
+
+/**
+ * Fields a verified client certificate must all carry for the entry to match (ghostunnel's
+ * `--allow-cn`, `--allow-ou`, ...): each exact, case-sensitive; null means "any".
+ */
+export interface CertificateMatch {
+  readonly cn: string | null;
+  readonly ou: string | null;
+  readonly o: string | null;
+  /** Subject alternative names. */
+  readonly dns: string | null;
+  readonly uri: string | null;
+  readonly email: string | null;
 }
 
 export interface User {
   readonly name: string;
   readonly sources: readonly Cidr[];
+  /** Alternatives: a verified client certificate matching any one makes the client this user. */
+  readonly certificates: readonly CertificateMatch[];
+}
+
+/** TLS on a binding: the gateway terminates the client's TLS. PEM material already read. */
+export interface AcceptTls {
+  readonly cert: string;
+  readonly key: string;
+  /** CA bundle client certificates are verified against; null: no client certificates asked for. */
+  readonly clientCa: string | null;
+  /** `required`: a client without a valid certificate is refused; `optional`: one without any is let in. */
+  readonly clientCert: 'required' | 'optional' | 'none';
+  /** ALPN protocols offered, in order of preference; empty: no ALPN. */
+  readonly alpn: readonly string[];
+  /** The certificate's notAfter, in ms since the epoch. */
+  readonly notAfter: number;
+}
+
+/** What a binding accepts in front of the client's own bytes. */
+export interface AcceptConfig {
+  readonly tls: AcceptTls | null;
+  /** Load balancers allowed to send a PROXY header; null: no header expected. */
+  readonly proxyProtocol: { readonly from: readonly Cidr[] } | null;
 }
 
 export interface MappingRule {
@@ -29,6 +68,8 @@ export interface MappingRule {
   readonly index: number;
   readonly user: string | null;
   readonly sources: readonly Cidr[] | null;
+  /** TLS server names (SNI) this rule matches, lower case; `*.example.com` matches one label. */
+  readonly sni: readonly string[] | null;
   readonly action: 'forward' | 'reject';
   /** Candidates tried in order; empty when `action` is `reject`. */
   readonly destinations: readonly Destination[];
@@ -45,6 +86,9 @@ export interface ServiceConfig {
   readonly port: number;
   readonly bind: BindSpec;
   readonly intercept: readonly number[];
+  readonly accept: AcceptConfig;
+  /** Every front stage of a connection together (PROXY header, TLS handshake) must finish within this. */
+  readonly handshakeTimeoutMs: number;
   /** The default mapping; empty means no default (unmatched clients get `no-route`). */
   readonly destinations: readonly Destination[];
   readonly mappings: readonly MappingRule[];
@@ -63,6 +107,8 @@ export interface GatewayConfig {
   /** `stdout`, `stderr`, `off` or a file path. */
   readonly events: string;
   readonly shutdownGraceMs: number;
+  /** How often interface addresses are re-read (ms); 0: only on reload. */
+  readonly interfacePollMs: number;
   readonly workers: number | 'auto';
   readonly users: readonly User[];
   readonly services: readonly ServiceConfig[];

@@ -9,14 +9,19 @@ export type DisconnectReason =
   | 'rejected'
   | 'limit'
   | 'no-route'
+  | 'handshake-timeout'
+  | 'proxy-protocol'
   | 'shutdown';
 
 export const DISCONNECT_REASONS: readonly DisconnectReason[] = [
   'client-closed', 'upstream-closed', 'connect-failed', 'connect-timeout', 'idle-timeout',
-  'tls-failed', 'rejected', 'limit', 'no-route', 'shutdown',
+  'tls-failed', 'rejected', 'limit', 'no-route', 'handshake-timeout', 'proxy-protocol', 'shutdown',
 ];
 
-/** Raised when a client connects, once its route is known, before the upstream is dialled. */
+/**
+ * Raised when a client connects, once its route is known, before the upstream is dialled; for
+ * a connection refused by a front stage (TLS, PROXY header), just before its ClientDisconnect.
+ */
 export interface ClientConnectEvent {
   readonly event: 'ClientConnect';
   /** Unique within this gateway process. */
@@ -24,10 +29,16 @@ export interface ClientConnectEvent {
   readonly service: string;
   /** The gateway address:port the client connected to. */
   readonly listener: string;
-  /** The client's address:port. */
+  /** The client's address:port, as the gateway believes it (a trusted PROXY header's source). */
   readonly client: string;
-  /** The user recognised by source address, or null. */
+  /** The user the client was identified as, or null. */
   readonly user: string | null;
+  /** How: `certificate` (a verified client certificate), `source` (assumed from the address), or null. */
+  readonly auth: 'certificate' | 'source' | null;
+  /** On a TLS binding: the server name the client asked for (SNI), or null. */
+  readonly sni: string | null;
+  /** On a TLS binding: the ALPN protocol negotiated, or null. */
+  readonly alpn: string | null;
   /** host:port of the destination chosen (the first candidate), or null when rejected. */
   readonly destination: string | null;
   /** Whether the upstream leg is TLS. */

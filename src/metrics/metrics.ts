@@ -29,6 +29,10 @@ export interface ServiceMetrics {
   outcome(reason: string): void;
   rejected(reason: string): void;
   connectFailure(code: string): void;
+  /** A failed TLS handshake on a binding that accepts TLS, by OpenSSL's or Node's code. */
+  tlsHandshakeFailure(code: string): void;
+  /** Sets the expiry of the binding's certificate (ms since the epoch), or removes it (null). */
+  setCertificateExpiry(notAfterMs: number | null): void;
 }
 
 /** The config reload metrics, in `registry`; `aggregator` says how a cluster primary combines workers' copies. */
@@ -42,8 +46,18 @@ export function reloadMetrics(registry: Registry, aggregator: 'omit' | 'max' = '
   };
 }
 
-/** Upstream connect failures are labelled by error code; past this many distinct codes, `other`. */
+/** Error codes label failures; past this many distinct codes per metric, `other`. */
 const MAX_FAILURE_CODES = 64;
+
+/** Refusals before any upstream was dialled, each a series from the start. */
+const REJECT_REASONS = ['rejected', 'limit', 'no-route', 'tls-failed', 'handshake-timeout', 'proxy-protocol'];
+
+/** `code`, or `other` once `seen` holds the most distinct codes a metric may carry. */
+function boundedCode(seen: Set<string>, code: string): string {
+  if (!seen.has(code) && seen.size >= MAX_FAILURE_CODES) return 'other';
+  seen.add(code);
+  return code;
+}
 
 /**
  * mapgate's Prometheus metrics, in a registry of their own. Labels are bounded by the config
@@ -52,6 +66,7 @@ const MAX_FAILURE_CODES = 64;
 export class Metrics {
   readonly registry = new Registry();
   private readonly codes = new Set<string>();
+  private readonly tlsCodes = new Set<string>();
   private readonly live: () => Iterable<LiveBytes>;
 
   // Per-connection metrics: bound children, plain field updates (see fast.ts).
@@ -64,6 +79,9 @@ export class Metrics {
     [0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400, 86400], this.registry);
   readonly rejected = new FastCounter('mapgate_rejected_total', 'Client connections refused before any upstream was dialled.', this.registry);
   readonly connectFailures = new FastCounter('mapgate_upstream_connect_failures_total', 'Failed upstream connection attempts, by error code.', this.registry);
+  readonly tlsHandshakeFailures = new FastCounter('mapgate_tls_handshake_failures_total', 'Failed TLS handshakes of clients on bindings that accept TLS, by error code.', this.registry);
+  // Every worker holds the same certificate: max, not a sum.
+  readonly certificateExpiry = new FastGauge('mapgate_tls_certificate_expiry_timestamp_seconds', 'When the certificate of a binding that accepts TLS expires (notAfter).', this.registry, 'max');
   // Every worker of a cluster holds the same listeners: aggregate with max, not sum.
   readonly listeners = new FastGauge('mapgate_listeners', 'Listening sockets.', this.registry, 'max');
   readonly maxConnections = new FastGauge('mapgate_connections_max', 'Configured connection limit of each service.', this.registry);
@@ -105,7 +123,7 @@ export class Metrics {
   /** Forgets every series of a service (gone from the config, its connections ended). */
   removeService(name: string): void {
     for (const m of [this.active, this.total, this.bytes, this.connectSeconds, this.durationSeconds, this.rejected,
-      this.connectFailures, this.listeners, this.maxConnections]) m.remove('service', name);
+      this.connectFailures, this.tlsHandshakeFailures, this.certificateExpiry, this.listeners, this.maxConnections]) m.remove('service', name);
   }
 
   /** Binds (and zero-initialises, so dashboards see series at once) the children of one service. */
@@ -114,7 +132,10 @@ export class Metrics {
     const codes = this.codes;
     const failures = this.connectFailures;
     const outcomes = new Map(DISCONNECT_REASONS.map((r) => [r as string, this.total.child({ service, outcome: r })]));
-    const rejects = new Map(['rejected', 'limit', 'no-route'].map((r) => [r, this.rejected.child({ service, reason: r })]));
+    const rejects = new Map(REJECT_REASONS.map((r) => [r, this.rejected.child({ service, reason: r })]));
+    const tlsCodes = this.tlsCodes;
+    const tlsFailures = this.tlsHandshakeFailures;
+    const expiry = this.certificateExpiry;
     const active = this.active.child({ service });
     const listeners = this.listeners.child({ service });
     const max = this.maxConnections.child({ service });
@@ -134,9 +155,14 @@ export class Metrics {
       outcome(reason) { (outcomes.get(reason) ?? total.child({ service, outcome: reason })).value++; },
       rejected(reason) { (rejects.get(reason) ?? rejected.child({ service, reason })).value++; },
       connectFailure(code) {
-        if (!codes.has(code) && codes.size >= MAX_FAILURE_CODES) code = 'other';
-        codes.add(code);
-        failures.child({ service, code }).value++;
+        failures.child({ service, code: boundedCode(codes, code) }).value++;
+      },
+      tlsHandshakeFailure(code) {
+        tlsFailures.child({ service, code: boundedCode(tlsCodes, code) }).value++;
+      },
+      setCertificateExpiry(notAfterMs) {
+        if (notAfterMs === null) expiry.remove('service', service);
+        else expiry.child({ service }).value = notAfterMs / 1000;
       },
     };
   }

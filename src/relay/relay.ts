@@ -71,6 +71,9 @@ export class Relay {
       this.lastMoved = Date.now();
       IdleSweep.add(this);
     }
+    // A TLS client that closed its side right after the handshake has already emitted 'end' (the
+    // TLS layer reads on its own, paused or not): forward that FIN now, as the listener would have.
+    if (client.readableEnded) onClientEnd.call(client);
     client.resume();
   }
 

@@ -18,7 +18,8 @@ function ipv4Word(address: string): number {
   return ((+p[0] << 24) | (+p[1] << 16) | (+p[2] << 8) | +p[3]) >>> 0;
 }
 
-function ipv6Words(address: string): number[] {
+/** The four 32-bit words of an IPv6 address (zone ignored; dotted IPv4 tails accepted). */
+export function ipv6Words(address: string): number[] {
   let text = address;
   const pct = text.indexOf('%');
   if (pct >= 0) text = text.slice(0, pct);
@@ -49,12 +50,12 @@ function mask(prefix: number): number {
   return prefix <= 0 ? 0 : prefix >= 32 ? 0xffffffff : (0xffffffff << (32 - prefix)) >>> 0;
 }
 
-function ipv4Text(word: number): string {
+export function ipv4Text(word: number): string {
   return `${word >>> 24}.${(word >>> 16) & 0xff}.${(word >>> 8) & 0xff}.${word & 0xff}`;
 }
 
 /** RFC 5952 text: lower-case hex, the longest run of two or more zero groups as `::`. */
-function ipv6Text(words: readonly number[]): string {
+export function ipv6Text(words: readonly number[]): string {
   const groups: number[] = [];
   for (const w of words) groups.push(w >>> 16, w & 0xffff);
   let best = -1;
@@ -71,7 +72,7 @@ function ipv6Text(words: readonly number[]): string {
 }
 
 /** True when IPv6 words hold an IPv4-mapped address (`::ffff:a.b.c.d`). */
-function isMapped(words: readonly number[]): boolean {
+export function isMapped(words: readonly number[]): boolean {
   return words[0] === 0 && words[1] === 0 && words[2] === 0xffff;
 }
 

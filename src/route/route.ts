@@ -1,33 +1,52 @@
-import type { Destination, MappingRule, ServiceConfig, User } from '../config/types';
+import type { Destination, MappingRule, ServiceConfig } from '../config/types';
 import { anyContains, type ClientAddress } from './cidr';
+
+/** What routing looks at: who the client is, where it comes from, what it asked for. */
+export interface RouteRequest {
+  /** The client address as the gateway believes it (the socket's, or a trusted PROXY header's). */
+  readonly client: ClientAddress | null;
+  /** The user the client was identified as (see `identify`), or null. */
+  readonly user: string | null;
+  /** The TLS server name the client asked for on a TLS binding, lower case, or null. */
+  readonly sni: string | null;
+}
 
 /** The outcome of routing one connection. */
 export type Route =
-  | { readonly action: 'forward'; readonly user: string | null; readonly rule: MappingRule | null; readonly destinations: readonly Destination[] }
-  | { readonly action: 'reject'; readonly user: string | null; readonly rule: MappingRule | null; readonly reason: 'rejected' | 'no-route' };
+  | { readonly action: 'forward'; readonly rule: MappingRule | null; readonly destinations: readonly Destination[] }
+  | { readonly action: 'reject'; readonly rule: MappingRule | null; readonly reason: 'rejected' | 'no-route' };
 
-/** The first user whose sources contain the client address, or null. */
-export function findUser(users: readonly User[], client: ClientAddress | null): string | null {
-  if (client === null) return null;
-  for (let i = 0; i < users.length; i++) if (anyContains(users[i].sources, client)) return users[i].name;
-  return null;
+/** Whether `name` (lower case) is `pattern`, or one label under a `*.` pattern. */
+export function sniMatches(pattern: string, name: string): boolean {
+  if (pattern.startsWith('*.')) {
+    const dot = name.indexOf('.');
+    return dot > 0 && name.slice(dot) === pattern.slice(1);
+  }
+  return pattern === name;
+}
+
+function anySni(patterns: readonly string[], name: string | null): boolean {
+  if (name === null) return false;
+  for (let i = 0; i < patterns.length; i++) if (sniMatches(patterns[i], name)) return true;
+  return false;
 }
 
 /**
- * Routes a connection: the first mapping whose given keys (`user`, `source`) all hold wins;
- * otherwise the service's default destination; with neither, a `no-route` reject.
+ * Routes a connection: the first mapping whose given keys (`user`, `source`, `sni`) all hold
+ * wins; otherwise the service's default destination; with neither, a `no-route` reject.
  * Pure: same inputs, same answer.
  */
-export function route(service: ServiceConfig, users: readonly User[], client: ClientAddress | null): Route {
-  const user = findUser(users, client);
+export function route(service: ServiceConfig, request: RouteRequest): Route {
+  const { client, user, sni } = request;
   const rules = service.mappings;
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i];
     if (rule.user !== null && rule.user !== user) continue;
     if (rule.sources !== null && (client === null || !anyContains(rule.sources, client))) continue;
-    if (rule.action === 'reject') return { action: 'reject', user, rule, reason: 'rejected' };
-    return { action: 'forward', user, rule, destinations: rule.destinations };
+    if (rule.sni !== null && !anySni(rule.sni, sni)) continue;
+    if (rule.action === 'reject') return { action: 'reject', rule, reason: 'rejected' };
+    return { action: 'forward', rule, destinations: rule.destinations };
   }
-  if (service.destinations.length === 0) return { action: 'reject', user, rule: null, reason: 'no-route' };
-  return { action: 'forward', user, rule: null, destinations: service.destinations };
+  if (service.destinations.length === 0) return { action: 'reject', rule: null, reason: 'no-route' };
+  return { action: 'forward', rule: null, destinations: service.destinations };
 }

@@ -30,6 +30,8 @@ export interface DialCallbacks {
   onFailure(failure: DialFailure): void;
   /** Called once: with the upstream, or with the last failure when every destination failed. */
   onDone(result: DialSuccess | null, lastFailure: DialFailure | null): void;
+  /** The PROXY header to send first to a destination that asks for one (`proxyProtocol: v1 | v2`). */
+  proxyHeader(version: 1 | 2): Buffer;
 }
 
 /**
@@ -111,26 +113,34 @@ export class Dial {
     this.connected = false;
     this.started = performance.now();
     let socket: net.Socket;
+    let tcp: net.Socket | undefined;
     try {
-      socket = d.tls ? this.connectTls(d) : net.connect({ host: d.host, port: d.port, allowHalfOpen: true, noDelay: true });
+      if (d.proxyProtocol) {
+        // The header goes first on the TCP connection, before a TLS handshake (HAProxy's send-proxy).
+        tcp = net.connect({ host: d.host, port: d.port, allowHalfOpen: true, noDelay: true });
+        tcp.write(this.callbacks.proxyHeader(d.proxyProtocol));
+      }
+      socket = d.tls ? this.connectTls(d, tcp) : tcp ?? net.connect({ host: d.host, port: d.port, allowHalfOpen: true, noDelay: true });
     } catch (err) {
       // Synchronous throws (bad options) are failures like any other, never crashes.
+      tcp?.destroy();
       this.fail('connect-failed', err as Error);
       return;
     }
     this.socket = socket;
     socket.on('error', this.onError);
-    socket.once('connect', this.onConnect);
+    (tcp ?? socket).once('connect', this.onConnect);
     if (d.tls) socket.once('secureConnect', this.onReady);
     else socket.once('connect', this.onReady);
     if (this.connectTimeoutMs > 0) this.timer = setTimeout(this.onTimeout, this.connectTimeoutMs);
   }
 
-  private connectTls(d: Destination): tls.TLSSocket {
+  private connectTls(d: Destination, tcp: net.Socket | undefined): tls.TLSSocket {
     const t = d.tls!;
     const socket = tls.connect({
       host: d.host,
       port: d.port,
+      socket: tcp,
       // RFC 6066: SNI carries host names only, never an IP literal.
       servername: net.isIP(t.servername) ? undefined : t.servername,
       secureContext: this.sessions.context(d),

@@ -1,16 +1,37 @@
 import * as fs from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createAdminServer } from '../../src/admin/admin';
+import type * as net from 'node:net';
+import { children, stopProcess } from '../helpers/cluster';
 import { connect, listen, onTeardown, portOf, startEchoServer, startGateway } from '../helpers/net';
+import { runCli, started, startedPort, writeConfig } from '../helpers/process';
 
 /** Debian's `chromium` package; CI installs it (see .ci/run). */
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = fs.existsSync(CHROMIUM);
+// Under CI (.ci/run installs chromium) a missing browser is a failure, never a silent skip; on a
+// developer's machine without it these tests are skipped, and say so.
+if (!haveChromium && process.env.CI) throw new Error(`${CHROMIUM} is missing: the status-page browser tests need Debian's chromium package`);
 if (!haveChromium) {
   // eslint-disable-next-line no-console
   console.warn(`SKIPPED status-browser tests: ${CHROMIUM} is missing (apt-get install -y chromium)`);
 }
 const describeIfChromium = haveChromium ? describe : describe.skip;
+
+/** A gateway relaying one service to an echo server at `port`, with up to 9 connections (per worker). */
+function echoConfig(port: number, extra = ''): string {
+  return `
+admin: { listen: "127.0.0.1:0" }
+log: { events: "off" }
+${extra}
+services:
+  - name: echo
+    port: 0
+    bind: [127.0.0.1]
+    maxConnections: 9
+    destination: 127.0.0.1:${port}
+`;
+}
 
 /** Every wait in this file is bounded by this (ms). */
 const WAIT = 10_000;
@@ -47,16 +68,7 @@ async function openPage(url: string): Promise<{ page: Page; problems: string[] }
 describeIfChromium('the status page in headless Chromium', () => {
   test('a connection through the gateway appears with its client port and bytes, then disappears when closed', async () => {
     const echo = await startEchoServer();
-    const gw = await startGateway(`
-admin: { listen: "127.0.0.1:0" }
-log: { events: "off" }
-services:
-  - name: echo
-    port: 0
-    bind: [127.0.0.1]
-    maxConnections: 9
-    destination: 127.0.0.1:${echo.port}
-`);
+    const gw = await startGateway(echoConfig(echo.port));
     const admin = gw.adminAddress()!;
     const { page, problems } = await openPage(`http://${admin.host}:${admin.port}/`);
 
@@ -90,6 +102,46 @@ services:
 
     c.destroy();
     await row.waitFor({ state: 'detached' });
+    await page.locator('#connections td.empty', { hasText: 'no open connections' }).waitFor();
+    expect(await page.locator('#count').textContent()).toBe('0');
+    expect(problems).toEqual([]);
+  }, 60_000);
+
+  test('with workers: 2 (the CLI as a process), the page shows the connections of both workers, then none', async () => {
+    const echo = await startEchoServer();
+    const file = writeConfig(echoConfig(echo.port, 'workers: 2'));
+    const r = runCli(['run', '-c', file]);
+    const info = await started(r, 20_000);
+    const port = startedPort(info, 'echo');
+    const workers = children(r.child.pid!);
+    expect(workers).toHaveLength(2);
+    const { page, problems } = await openPage(`http://${info.admin!.host}:${info.admin!.port}/`);
+    await page.locator('#link[data-state="open"]').waitFor();
+    await page.locator('#state', { hasText: 'running' }).waitFor();
+    const service = page.locator('#services tr', { hasText: 'echo' });
+    await service.waitFor();
+    expect(await service.locator('td').allTextContents()).toEqual(['echo', `127.0.0.1:${port}`, '0 / 18']);
+
+    // One connection through each worker: the other is stopped while it is accepted and echoed.
+    const clients: net.Socket[] = [];
+    for (const pid of workers) {
+      const others = workers.filter((p) => p !== pid).map((p) => stopProcess(p));
+      const c = await connect(port);
+      c.write('hello!');
+      await new Promise((resolve) => c.once('data', resolve));
+      for (const resume of others) resume();
+      clients.push(c);
+    }
+    for (const c of clients) {
+      const row = page.locator('#connections tr[data-id]', { hasText: `127.0.0.1:${c.localPort}` });
+      await row.locator('td.num', { hasText: '6 B' }).nth(1).waitFor();
+      const cells = await row.locator('td').allTextContents();
+      expect(cells.slice(1, 6)).toEqual(['echo', `127.0.0.1:${c.localPort}`, '-', `127.0.0.1:${echo.port}`, 'relaying']);
+    }
+    await page.locator('#services tr', { hasText: 'echo' }).locator('td', { hasText: '2 / 18' }).waitFor();
+    expect(await page.locator('#count').textContent()).toBe('2');
+
+    for (const c of clients) c.destroy();
     await page.locator('#connections td.empty', { hasText: 'no open connections' }).waitFor();
     expect(await page.locator('#count').textContent()).toBe('0');
     expect(problems).toEqual([]);

@@ -133,7 +133,7 @@ describe('GET /events: server-sent status', () => {
     const first = statusOf(await stream.next((e) => e.event === 'status', 1000));
     expect(first.state).toBe('running');
     expect(first.connections).toEqual([]);
-    expect(first.services).toEqual([{ name: 'echo', active: 0, maxConnections: 7, listeners: [{ address: `127.0.0.1:${portOf(gw, 'echo')}`, intercept: false }] }]);
+    expect(first.services).toEqual([{ name: 'echo', active: 0, maxConnections: 7, listeners: [{ address: `127.0.0.1:${portOf(gw, 'echo')}`, intercept: false }], waiting: [] }]);
 
     const c = await connect(portOf(gw, 'echo'));
     c.write('hello');
@@ -204,6 +204,75 @@ describe('GET /events: server-sent status', () => {
     const idle = calls;
     await new Promise((r) => setTimeout(r, 1500));
     expect(calls).toBe(idle);
+  });
+
+  test('an async status() is awaited: the stream carries the resolved status, not {}', async () => {
+    const server = createAdminServer({
+      metrics: async () => ({ contentType: 'text/plain', body: '' }),
+      healthy: () => true,
+      ready: () => true,
+      status: async () => {
+        await new Promise((r) => setTimeout(r, 50));
+        return { state: 'running', services: [], connections: [{ id: 'c1' }] };
+      },
+    });
+    const port = await listen(server);
+    const stream = await openEvents('127.0.0.1', port);
+    const first = await stream.next((e) => e.event === 'status', 1000);
+    expect(JSON.parse(first.data)).toEqual({ state: 'running', services: [], connections: [{ id: 'c1' }] });
+    await waitFor(() => stream.events.filter((e) => e.event === 'status').length >= 2, 2500, 'a second event');
+    expect(stream.events.filter((e) => e.event === 'status').every((e) => JSON.parse(e.data).connections.length === 1)).toBe(true);
+  });
+
+  test('a slow status() is never asked again before it settles, and streams opened meanwhile get its answer', async () => {
+    let calls = 0;
+    let inFlight = 0;
+    let most = 0;
+    const server = createAdminServer({
+      metrics: async () => ({ contentType: 'text/plain', body: '' }),
+      healthy: () => true,
+      ready: () => true,
+      status: async () => {
+        const n = ++calls;
+        most = Math.max(most, ++inFlight);
+        await new Promise((r) => setTimeout(r, 2500));
+        inFlight--;
+        return { n };
+      },
+    });
+    const port = await listen(server);
+    const a = await openEvents('127.0.0.1', port);
+    const b = await openEvents('127.0.0.1', port);
+    const [ea, eb] = await Promise.all([a.next((e) => e.event === 'status', 4000), b.next((e) => e.event === 'status', 4000)]);
+    expect(JSON.parse(ea.data)).toEqual({ n: 1 });
+    expect(JSON.parse(eb.data)).toEqual({ n: 1 });
+    await waitFor(() => a.events.filter((e) => e.event === 'status').length >= 2, 6000, 'a second event');
+    // 1 s ticks over 2.5 s snapshots: without the guard, 5 or more would have been started by now.
+    expect(most).toBe(1);
+    expect(calls).toBeLessThanOrEqual(3);
+  }, 15_000);
+
+  test('a status() that throws or rejects sends a comment, keeps the stream open, and the next good snapshot follows', async () => {
+    let calls = 0;
+    const server = createAdminServer({
+      metrics: async () => ({ contentType: 'text/plain', body: '' }),
+      healthy: () => true,
+      ready: () => true,
+      status: () => {
+        calls++;
+        if (calls === 1) throw new Error('workers\ngone');
+        if (calls === 2) return Promise.reject(new Error('no answer'));
+        return Promise.resolve({ ok: calls });
+      },
+    });
+    const port = await listen(server);
+    const stream = await openEvents('127.0.0.1', port);
+    const good = await stream.next((e) => e.event === 'status', 4000);
+    expect(JSON.parse(good.data)).toEqual({ ok: 3 });
+    const comments = stream.events.filter((e) => e.event === 'comment').map((e) => e.data);
+    expect(comments).toEqual(expect.arrayContaining(['status failed: workers gone', 'status failed: no answer']));
+    expect(stream.events.filter((e) => e.event === 'status')).toHaveLength(1);
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
   });
 
   test('destroying the gateway ends open streams at once', async () => {

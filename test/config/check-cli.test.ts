@@ -100,7 +100,7 @@ describe('mapgate check', () => {
     const r = await mapgate(['check', '-c', file]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe(`${file}:4:1: (yaml): Flow sequence in block collection must be sufficiently indented and end with a ]\nmapgate: 1 problem in ${file}\n`);
+    expect(r.stderr).toBe(`${file}:3:11: services[0].port: this "[" is never closed: a flow list needs its "]"\nmapgate: 1 problem in ${file}\n`);
   });
 
   test('a missing file, exit 1', async () => {

@@ -48,11 +48,11 @@ describe('valid configs', () => {
     expect(c.services).toHaveLength(1);
     const imap = c.services[0];
     expect(imap).toMatchObject({ name: 'imap', port: 1143, bind: { kind: 'internal' }, intercept: [143], connectTimeoutMs: 5000, idleTimeoutMs: 1_800_000, maxConnections: 256 });
-    expect(imap.destinations).toEqual([{ host: 'mail.corp.example', port: 143, tls: null, label: 'mail.corp.example:143' }]);
+    expect(imap.destinations).toEqual([{ host: 'mail.corp.example', port: 143, tls: null, proxyProtocol: null, label: 'mail.corp.example:143' }]);
     const [toAlice, branch, reject] = imap.mappings;
     expect(toAlice).toEqual({
-      index: 0, user: 'alice', sources: null, action: 'forward',
-      destinations: [{ host: 'mail2.corp.example', port: 993, label: 'mail2.corp.example:993',
+      index: 0, user: 'alice', sources: null, sni: null, action: 'forward',
+      destinations: [{ host: 'mail2.corp.example', port: 993, label: 'mail2.corp.example:993', proxyProtocol: null,
         tls: { servername: 'mail2.corp.example', ca: null, cert: null, key: null, verify: true } }],
     });
     expect(branch).toMatchObject({ index: 1, user: null, action: 'forward', destinations: [{ label: 'branch-mail.corp.example:143', tls: null }] });
@@ -101,8 +101,8 @@ describe('valid configs', () => {
 
 describe('config mistakes: every one located as file:line:col: path: message', () => {
   test.each<[string, string, string[]]>([
-    ['YAML syntax error', y('services:', '  - name: a', '    port: [1'), [
-      'm.yaml:4:1: (yaml): Flow sequence in block collection must be sufficiently indented and end with a ]',
+    ['YAML syntax error', y('services:', '  - name: a', '    port: 1: 2'), [
+      'm.yaml:3:11: (yaml): Nested mappings are not allowed in compact mappings',
     ]],
     ['tab indentation', y('services:', '\t- name: a'), [
       'm.yaml:2:1: (yaml): Tabs are not allowed as indentation',
@@ -117,7 +117,7 @@ describe('config mistakes: every one located as file:line:col: path: message', (
       'm.yaml:2:1: admn: unknown key (did you mean "admin"?)',
     ]],
     ['unknown top-level key (nothing close)', y('services: []', 'frobnicate: 1'), [
-      'm.yaml:2:1: frobnicate: unknown key (expected one of: interfaces, admin, log, shutdownGrace, workers, defaults, users, services)',
+      'm.yaml:2:1: frobnicate: unknown key (expected one of: interfaces, admin, log, shutdownGrace, interfacePoll, workers, defaults, users, services)',
     ]],
     ['typo in a nested key', y('services:', '  - name: a', '    port: 1', '    destinaton: h:1'), [
       'm.yaml:4:5: services[0].destinaton: unknown key (did you mean "destination"?)',
@@ -244,8 +244,8 @@ describe('config mistakes: every one located as file:line:col: path: message', (
     ['admin address without a port', y('admin:', '  listen: 127.0.0.1', 'services: []'), [
       'm.yaml:2:11: admin.listen: "127.0.0.1": no port: write host:port, e.g. mail.example.com:143 (or "off" to disable)',
     ]],
-    ['user without sources', y('users:', '  alice: {}', 'services: []'), [
-      'm.yaml:2:10: users.alice: missing required key "sources"',
+    ['user with neither sources nor certificates', y('users:', '  alice: {}', 'services: []'), [
+      'm.yaml:2:10: users.alice: needs at least one of: sources, certificates',
     ]],
     ['user with an empty source list', y('users:', '  alice: { sources: [] }', 'services: []'), [
       'm.yaml:2:21: users.alice.sources: must not be an empty list',
@@ -283,7 +283,7 @@ describe('config mistakes: every one located as file:line:col: path: message', (
       '    port: "x"',
       '    idleTimeout: 3 days',
     ), [
-      'm.yaml:1:1: frobnicate: unknown key (expected one of: interfaces, admin, log, shutdownGrace, workers, defaults, users, services)',
+      'm.yaml:1:1: frobnicate: unknown key (expected one of: interfaces, admin, log, shutdownGrace, interfacePoll, workers, defaults, users, services)',
       'm.yaml:4:11: services[0].port: must be <= 65535',
       'm.yaml:5:18: services[0].destination: "nowhere": no port: write host:port, e.g. mail.example.com:143',
       'm.yaml:6:11: services[1].name: duplicate service name "a" (first at services[0])',
@@ -347,6 +347,90 @@ describe('config mistakes: every one located as file:line:col: path: message', (
       'ops/mappings.yaml:3:11: services[0].port: must be <= 65535',
       'ops/mappings.yaml:4:11: services[0].bind: must be "internal", "all" or a list of interface names and addresses, not the string "nowhere"',
     ].join('\n'));
+  });
+});
+
+describe('an unclosed "[", "{" or quote is located where it was opened, not at the end of the file (issue 8)', () => {
+  const LIST = 'this "[" is never closed: a flow list needs its "]"';
+  const MAP = 'this "{" is never closed: a flow mapping needs its "}"';
+  const DOUBLE = 'this \'"\' is never closed: a quoted string needs its closing \'"\' (until then the rest of the file is part of the string)';
+  const SINGLE = 'this "\'" is never closed: a quoted string needs its closing "\'" (until then the rest of the file is part of the string)';
+
+  test.each<[string, string, string[]]>([
+    ['the issue-8 example: "[" left open at the end of the file', y('services:', '  - name: web', '    port: 8080', '    destination: [127.0.0.1:80'), [
+      `m.yaml:4:18: services[0].destination: ${LIST}`,
+    ]],
+    ['the same without a final newline', 'services:\n  - name: web\n    port: 8080\n    destination: [127.0.0.1:80', [
+      `m.yaml:4:18: services[0].destination: ${LIST}`,
+    ]],
+    ['the short form that used to point past the end', y('services:', '  - name: a', '    port: [1'), [
+      `m.yaml:3:11: services[0].port: ${LIST}`,
+    ]],
+    ['"{" left open', y('services:', '  - name: web', '    port: 8080', '    destination: { host: h, port: 80'), [
+      `m.yaml:4:18: services[0].destination: ${MAP}`,
+    ]],
+    ['a flow list over several lines, left open', y('services:', '  - name: web', '    port: 8080', '    bind: [eth0,', '      eth1,', '      10.0.0.1'), [
+      `m.yaml:4:11: services[0].bind: ${LIST}`,
+    ]],
+    ['left open in the middle of the file: one problem, not the parser\'s confusion after it', y(
+      'services:', '  - name: a', '    bind: [eth0, eth1', '    port: 1', '  - name: b', '    port: 2',
+    ), [
+      `m.yaml:3:11: services[0].bind: ${LIST}`,
+    ]],
+    // yaml misreads the lines after the first cut, so the second has no path it could be sure of.
+    ['two lists left open in two services: both, located', y(
+      'services:', '  - name: a', '    port: 1', '    bind: [eth0', '  - name: b', '    port: 2', '    bind: [eth1',
+    ), [
+      `m.yaml:4:11: services[0].bind: ${LIST}`,
+      `m.yaml:7:11: (yaml): ${LIST}`,
+    ]],
+    ['nested, both open: the innermost, naming the one around it', y('services:', '  - name: a', '    port: 1', '    destination: [{ host: a, port: 1 }, { host: b, port: 2'), [
+      `m.yaml:4:41: services[0].destination[1]: ${MAP} (so does the "[" at 4:18 around it)`,
+    ]],
+    ['nested three deep', y('services: []', 'x: [a, {b: [c'), [
+      `m.yaml:2:12: x[1].b: ${LIST} (so do the "[" at 2:4 and the "{" at 2:8 around it)`,
+    ]],
+    ['nested, the inner one closed: the outer', y('services:', '  - name: a', '    port: 1', '    destination: [{ host: a, port: 1 }, { host: b, port: 2 }'), [
+      `m.yaml:4:18: services[0].destination: ${LIST}`,
+    ]],
+    ['a flow list at the root', y('[a, b'), [`m.yaml:1:1: (root): ${LIST}`]],
+    ['a flow mapping at the root', y('{services: []'), [`m.yaml:1:1: (root): ${MAP}`]],
+    ['a double quote left open swallows the rest of the file', y('services:', '  - name: web', '    destination: "127.0.0.1:80', '    port: 8080'), [
+      `m.yaml:3:18: services[0].destination: ${DOUBLE}`,
+    ]],
+    ['a single quote left open', y('services:', "  - name: 'web", '    port: 8080'), [
+      `m.yaml:2:11: services[0].name: ${SINGLE}`,
+    ]],
+    ['a quote left open inside a list: the quote, which took the "]" with it', y('services:', '  - name: a', '    port: 1', '    bind: [eth0, "eth1]'), [
+      `m.yaml:4:18: services[0].bind[1]: ${DOUBLE}`,
+    ]],
+    ['brackets inside quotes and comments are not openers', y('services:', '  - name: a # [old name', '    port: 1', '    destination: ["[::1]:80", "{x"', '    bind: all'), [
+      `m.yaml:4:18: services[0].destination: ${LIST}`,
+    ]],
+  ])('%s', (_kind, yaml, expected) => {
+    expect(problems(yaml)).toEqual(expected);
+  });
+
+  test.each<[string, string, string[]]>([
+    ['a closed list over several lines, then another error', y('services:', '  - name: a', '    bind: [eth0,', '      eth1]', '    port: 1: 2'), [
+      'm.yaml:5:11: (yaml): Nested mappings are not allowed in compact mappings',
+    ]],
+    ['a closed list with brackets in quotes and a comment, then a duplicate key', y(
+      'services:', '  - name: a', '    destination: ["[::1]:80", "{x"] # [', '    port: 1', '    port: 2',
+    ), [
+      'm.yaml:5:5: services[0].port: duplicate key "port": a key may appear only once in a mapping',
+    ]],
+    ['a "]" that exists but sits on a line indented too little: yaml\'s indentation error stays there', y('services:', '  - name: a', '    bind: [eth0,', '  eth1]', '    port: 1'), [
+      'm.yaml:4:3: (yaml): Flow sequence in block collection must be sufficiently indented and end with a ]',
+      'm.yaml:4:3: (yaml): All mapping items must start at the same column',
+      'm.yaml:4:3: (yaml): Implicit keys need to be on a single line',
+    ]],
+    ['a closer of the wrong kind is reported where it is', y('services: []', 'x: {a: [b}'), [
+      'm.yaml:2:10: (yaml): Flow sequence in block collection must be sufficiently indented and end with a ]',
+      'm.yaml:2:11: (yaml): Flow map in block collection must be sufficiently indented and end with a }',
+    ]],
+  ])('not unclosed: %s', (_kind, yaml, expected) => {
+    expect(problems(yaml)).toEqual(expected);
   });
 });
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { onTeardown } from '../helpers/net';
+import { onTeardown } from './net';
 
 /**
  * A network namespace of the test's own, reached from the root namespace over a veth pair:

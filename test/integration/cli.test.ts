@@ -1,13 +1,35 @@
 import * as net from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { closed, connect, listen, readAll, roundTrip, sendAndCollect, startEchoServer, startTaggedServer, unusedPort, waitFor } from '../helpers/net';
-import { cliResult, runCli, started, startedPort, writeConfig } from '../helpers/process';
+import { cliResult, runCli, started, startedPort, writeConfig, type Running } from '../helpers/process';
 
 const cfg = (body: string): string => `
 admin: { listen: "127.0.0.1:0" }
 log: { events: stdout }
 shutdownGrace: 1s
 ${body}`;
+
+/** `mapgate run` relaying one service to an echo server. */
+async function runEcho(shutdownGrace = '1s'): Promise<Running> {
+  const { port } = await startEchoServer();
+  return runCli(['run', '-c', writeConfig(cfg(`
+services:
+  - name: echo
+    port: 0
+    bind: [127.0.0.1]
+    destination: 127.0.0.1:${port}
+`).replace('shutdownGrace: 1s', `shutdownGrace: ${shutdownGrace}`))]);
+}
+
+/** {@link runEcho}, with one connection open through it that has echoed `first`. */
+async function echoWithOpenConnection(shutdownGrace: string, first: string): Promise<{ r: Running; p: number; s: net.Socket }> {
+  const r = await runEcho(shutdownGrace);
+  const p = startedPort(await started(r), 'echo');
+  const s = await connect(p);
+  s.write(first);
+  await new Promise((res) => s.once('data', res));
+  return { r, p, s };
+}
 
 describe('mapgate CLI', () => {
   test('--version and --help', async () => {
@@ -23,14 +45,7 @@ describe('mapgate CLI', () => {
   });
 
   test('run relays, logs ClientConnect/ClientDisconnect as JSON lines on stdout', async () => {
-    const { port } = await startEchoServer();
-    const r = runCli(['run', '-c', writeConfig(cfg(`
-services:
-  - name: echo
-    port: 0
-    bind: [127.0.0.1]
-    destination: 127.0.0.1:${port}
-`))]);
+    const r = await runEcho();
     const info = await started(r);
     expect((await roundTrip(startedPort(info, 'echo'), 'through the cli')).toString()).toBe('through the cli');
     await waitFor(() => r.stdout.length >= 2);
@@ -109,18 +124,7 @@ services:
   });
 
   test('SIGTERM: stops accepting, lets open connections finish, exits 0', async () => {
-    const { port } = await startEchoServer();
-    const r = runCli(['run', '-c', writeConfig(cfg(`
-services:
-  - name: echo
-    port: 0
-    bind: [127.0.0.1]
-    destination: 127.0.0.1:${port}
-`).replace('shutdownGrace: 1s', 'shutdownGrace: 10s'))]);
-    const p = startedPort(await started(r), 'echo');
-    const s = await connect(p);
-    s.write('before');
-    await new Promise((res) => s.once('data', res));
+    const { r, p, s } = await echoWithOpenConnection('10s', 'before');
     r.child.kill('SIGTERM');
     await waitFor(() => r.stderr.some((l) => l.includes('"draining"')));
     // New connections are refused...
@@ -137,23 +141,28 @@ services:
   });
 
   test('SIGINT: connections still open after shutdownGrace are closed with reason shutdown', async () => {
-    const { port } = await startEchoServer();
-    const r = runCli(['run', '-c', writeConfig(cfg(`
-services:
-  - name: echo
-    port: 0
-    bind: [127.0.0.1]
-    destination: 127.0.0.1:${port}
-`))]);
-    const p = startedPort(await started(r), 'echo');
-    const s = await connect(p);
-    s.write('x');
-    await new Promise((res) => s.once('data', res));
+    const { r, s } = await echoWithOpenConnection('1s', 'x');
     const t0 = Date.now();
     r.child.kill('SIGINT');
     await closed(s);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
     expect(await r.exit).toBe(0);
+    const d = r.stdout.map((l) => JSON.parse(l)).find((e) => e.event === 'ClientDisconnect');
+    expect(d).toMatchObject({ reason: 'shutdown', bytesFromClient: 1, bytesToClient: 1 });
+  });
+
+  test('a second SIGTERM while draining closes every connection now (reason shutdown) and exits 0', async () => {
+    const { r, s } = await echoWithOpenConnection('60s', 'x');
+    r.child.kill('SIGTERM');
+    await waitFor(() => r.stderr.some((l) => l.includes('"shutting down"')), 5000, 'the drain to start');
+    await new Promise((res) => setTimeout(res, 200));
+    expect(s.destroyed).toBe(false);
+    const t0 = Date.now();
+    r.child.kill('SIGTERM');
+    await closed(s);
+    expect(await r.exit).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(r.stderr.some((l) => l.includes('second signal: closing every connection now'))).toBe(true);
     const d = r.stdout.map((l) => JSON.parse(l)).find((e) => e.event === 'ClientDisconnect');
     expect(d).toMatchObject({ reason: 'shutdown', bytesFromClient: 1, bytesToClient: 1 });
   });

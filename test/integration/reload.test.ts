@@ -6,7 +6,7 @@ import { loadConfigFile, parseConfig } from '../../src/config/load';
 import { createGateway, type Gateway } from '../../src/gateway';
 import type { LogRecord } from '../../src/events/events';
 import {
-  adminGet, closed, connect, listen, metricValue, nextDisconnect, onTeardown, readAll, roundTrip, startTaggedServer, unusedPort, waitFor,
+  adminGet, closed, connect, listen, metricValue, nextDisconnect, onTeardown, portOf, readAll, roundTrip, startTaggedServer, unusedPort, waitFor,
 } from '../helpers/net';
 
 function yaml(services: string, extra = ''): string {
@@ -259,5 +259,205 @@ describe('interface addresses', () => {
     await waitFor(() => gw.endpoints().length === 1, 5000, 'the listener to go');
     await expect(connect(port, '127.0.0.2')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     expect((await roundTrip(port, 'old')).toString()).toBe('a:old');
+  });
+});
+
+describe('what a refused or interrupted reload leaves behind', () => {
+  test('a refused 50-service reload leaves no series of the services it would have added', async () => {
+    const a = await startTaggedServer('a');
+    const { gw, file } = await startFromFile(yaml(svc('one', 0, a)));
+    const blocker = net.createServer();
+    const taken = await listen(blocker);
+    onTeardown(() => new Promise<void>((r) => blocker.close(() => r())));
+    const extra = Array.from({ length: 49 }, (_, i) => svc(`new${i}`, 0, a)).join('');
+    writeFileSync(file, yaml(svc('one', 0, a) + extra + svc('blocked', taken, a)));
+    const r = await gw.reloadFromFile();
+    expect(r.ok).toBe(false);
+    expect(r.message).toContain(`cannot listen on 127.0.0.1:${taken}: EADDRINUSE`);
+    const text = await gw.metrics.registry.metrics();
+    const services = new Set([...text.matchAll(/service="([^"]+)"/g)].map((m) => m[1]));
+    expect([...services]).toEqual(['one']);
+    expect(gw.endpoints().map((e) => e.service)).toEqual(['one']);
+    expect((await roundTrip(portOf(gw, 'one'), 'still')).toString()).toBe('a:still');
+  });
+
+  test('a listener removed and re-added within shutdownGrace: the drain ends only the old connections', async () => {
+    const a = await startTaggedServer('a');
+    const port = await unusedPort();
+    const { gw, file } = await startFromFile(yaml(svc('one', port, a) + svc('keep', 0, a)));
+    const old = await connect(port);
+    old.write('1');
+    await waitFor(() => old.bytesRead >= 3);
+    const oldEnd = nextDisconnect(gw);
+    writeFileSync(file, yaml(svc('keep', 0, a)));
+    expect((await gw.reloadFromFile()).closed).toEqual([`one@127.0.0.1:${port}`]);
+    writeFileSync(file, yaml(svc('one', port, a) + svc('keep', 0, a)));
+    expect((await gw.reloadFromFile()).bound).toEqual([`one@127.0.0.1:${port}`]);
+    const fresh = await connect(port);
+    fresh.write('2');
+    await waitFor(() => fresh.bytesRead >= 3);
+    // The first listener's grace runs out: its connection ends, the new listener's stays.
+    expect(await oldEnd).toMatchObject({ reason: 'shutdown' });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(fresh.destroyed).toBe(false);
+    fresh.write('3');
+    await waitFor(() => fresh.bytesRead >= 4, 2000, 'the new connection to still relay');
+    fresh.destroy();
+    old.destroy();
+  });
+
+  test('a prepared reload holds its new listeners\' clients until commit; an abort closes them and leaves nothing', async () => {
+    const a = await startTaggedServer('a');
+    const { gw } = await startFromFile(yaml(svc('one', 0, a)));
+    const base = gw.config;
+    const next = parseConfig(yaml(svc('one', 0, a) + svc('two', 0, a)));
+    const p = await gw.prepareReload(next);
+    if (!p.ok) throw new Error(p.result.message);
+    // Bound but not in force: /status and endpoints still show the running config.
+    expect(gw.endpoints().map((e) => e.service)).toEqual(['one']);
+    expect(gw.config).toBe(base);
+    // Another reload waits for this one.
+    let second = false;
+    const queued = gw.reload(next).then((r) => { second = true; return r; });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(second).toBe(false);
+    const r = p.commit();
+    expect(r).toMatchObject({ ok: true, added: ['two'] });
+    expect((await roundTrip(portOf(gw, 'two'), 'x')).toString()).toBe('a:x');
+    expect(await queued).toMatchObject({ ok: true, added: [], removed: [] });
+    expect(() => p.commit()).toThrow(expect.objectContaining({ code: 'MAPGATE_ERR_STATE' }));
+
+    const q = await gw.prepareReload(parseConfig(yaml(svc('one', 0, a) + svc('three', 0, a))));
+    if (!q.ok) throw new Error(q.result.message);
+    q.abort();
+    expect(gw.endpoints().map((e) => e.service)).toEqual(['one', 'two']);
+    const text = await gw.metrics.registry.metrics();
+    expect(text).not.toContain('service="three"');
+    expect((await gw.reload(base)).ok).toBe(true);
+  });
+
+  test('a client of a prepared listener is relayed once the reload commits, and closed if it aborts', async () => {
+    const a = await startTaggedServer('a');
+    const port = await unusedPort();
+    const { gw } = await startFromFile(yaml(svc('one', 0, a)));
+    const next = parseConfig(yaml(svc('one', 0, a) + svc('two', port, a)));
+    const p = await gw.prepareReload(next);
+    if (!p.ok) throw new Error(p.result.message);
+    const early = await connect(port);
+    early.write('e');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(early.bytesRead).toBe(0);
+    p.commit();
+    await waitFor(() => early.bytesRead >= 3, 2000, 'the held client to be relayed');
+    early.destroy();
+
+    const port2 = await unusedPort();
+    const q = await gw.prepareReload(parseConfig(yaml(svc('one', 0, a) + svc('two', port, a) + svc('three', port2, a))));
+    if (!q.ok) throw new Error(q.result.message);
+    const doomed = await connect(port2);
+    const end = closed(doomed);
+    await new Promise((r) => setTimeout(r, 50));
+    q.abort();
+    await end;
+    expect(doomed.bytesRead).toBe(0);
+  });
+});
+
+describe('interface addresses that vanish or are not usable yet', () => {
+  const nic = (address: string) => ({ address, netmask: '255.255.255.0', family: 'IPv4', mac: '02:00:00:00:00:01', internal: false, cidr: `${address}/24` });
+  type Table = Record<string, Array<ReturnType<typeof nic>>>;
+  type Status = { services: Array<{ name: string; listeners: unknown[]; waiting: Array<{ address: string; error: string }> }> };
+
+  async function startWithTable(table: Table, services: string): Promise<{ gw: Gateway; logs: LogRecord[] }> {
+    const gw = createGateway(parseConfig(yaml(services), '<inline>', { interfaces: table as never }), { defaultMetrics: false, interfacePollMs: 50, networkInterfaces: () => table as never });
+    const logs: LogRecord[] = [];
+    gw.on('log', (r) => logs.push(r));
+    await gw.start();
+    onTeardown(() => gw.destroy());
+    return { gw, logs };
+  }
+
+  test('a named interface losing every address: a warning, the service stays with no listeners, the others serve; it binds again when one comes back', async () => {
+    const a = await startTaggedServer('a');
+    const [port, steady] = [await unusedPort(), await unusedPort()];
+    const table: Table = { lan0: [nic('127.0.0.5')], lo: [nic('127.0.0.1')] };
+    const { gw, logs } = await startWithTable(table, `  - name: lan
+    port: ${port}
+    bind: [lan0]
+    destination: 127.0.0.1:${a}
+  - name: steady
+    port: ${steady}
+    bind: [127.0.0.1]
+    destination: 127.0.0.1:${a}
+`);
+    const noAddress = (): LogRecord[] => logs.filter((l) => l.msg.startsWith('service has no address'));
+    expect((await roundTrip(port, 'x', '127.0.0.5')).toString()).toBe('a:x');
+    table.lan0 = [];
+    await waitFor(() => gw.endpoints().every((e) => e.service !== 'lan'), 5000, 'the listener to go');
+    expect(noAddress()).toEqual([expect.objectContaining({ level: 'warn', service: 'lan' })]);
+    expect((gw.status() as Status).services.find((s) => s.name === 'lan')!.listeners).toEqual([]);
+    expect(await metricValue(gw, 'mapgate_listeners', { service: 'lan' })).toBe(0);
+    expect((await roundTrip(steady, 'y')).toString()).toBe('a:y');
+    await new Promise((r) => setTimeout(r, 200));
+    // Still one warning: the poll does not repeat it.
+    expect(noAddress()).toHaveLength(1);
+
+    table.lan0 = [nic('127.0.0.5')];
+    await waitFor(() => gw.endpoints().some((e) => e.service === 'lan'), 5000, 'the listener to come back');
+    expect((await roundTrip(port, 'z', '127.0.0.5')).toString()).toBe('a:z');
+    expect(await metricValue(gw, 'mapgate_listeners', { service: 'lan' })).toBe(1);
+    expect(logs.some((l) => l.msg === 'service has an address to listen on again' && l.service === 'lan')).toBe(true);
+  });
+
+  test('an interface address that cannot be bound yet (EADDRNOTAVAIL) is logged once and retried; the other addresses serve', async () => {
+    const a = await startTaggedServer('a');
+    const port = await unusedPort();
+    // 192.0.2.77 (TEST-NET-1) is on no interface of this host: binding it fails as a tentative address does.
+    const table: Table = { lan0: [nic('127.0.0.6'), nic('192.0.2.77')] };
+    const { gw, logs } = await startWithTable(table, `  - name: lan
+    port: ${port}
+    bind: [lan0]
+    destination: 127.0.0.1:${a}
+`);
+    expect(gw.endpoints().map((e) => e.address)).toEqual(['127.0.0.6']);
+    expect((await roundTrip(port, 'x', '127.0.0.6')).toString()).toBe('a:x');
+    expect((gw.status() as Status).services[0].waiting).toEqual([{ address: `192.0.2.77:${port}`, error: expect.stringContaining('EADDRNOTAVAIL') }]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(logs.filter((l) => l.msg.startsWith('address not usable yet'))).toEqual([expect.objectContaining({ level: 'warn', address: '192.0.2.77', port })]);
+    // Gone from the interface: no longer waited for.
+    table.lan0 = [nic('127.0.0.6')];
+    await waitFor(() => (gw.status() as Status).services[0].waiting.length === 0, 5000, 'the wait to end');
+  });
+
+  test('a literal address that cannot be bound still stops start-up', async () => {
+    const a = await startTaggedServer('a');
+    const gw = createGateway(parseConfig(yaml(`  - name: lan
+    port: 0
+    bind: [192.0.2.77]
+    destination: 127.0.0.1:${a}
+`)), { defaultMetrics: false });
+    await expect(gw.start()).rejects.toMatchObject({ code: 'MAPGATE_ERR_BIND', message: expect.stringContaining('cannot listen on 192.0.2.77:0: EADDRNOTAVAIL') });
+  });
+});
+
+describe('a second stop', () => {
+  test('destroy() while close() drains: every connection ends now with reason shutdown', async () => {
+    const a = await startTaggedServer('a');
+    const gw = createGateway(parseConfig(yaml(svc('one', 0, a)).replace('shutdownGrace: 500ms', 'shutdownGrace: 60s')), { defaultMetrics: false });
+    await gw.start();
+    onTeardown(() => gw.destroy());
+    const c = await connect(portOf(gw, 'one'));
+    c.write('1');
+    await waitFor(() => c.bytesRead >= 3);
+    const end = nextDisconnect(gw);
+    const closing = gw.close();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(c.destroyed).toBe(false);
+    const t0 = Date.now();
+    const destroyed = gw.destroy();
+    expect(destroyed).toBe(closing);
+    await destroyed;
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(await end).toMatchObject({ reason: 'shutdown' });
   });
 });

@@ -1,6 +1,7 @@
 import { parseConfig } from '../../src/config/load';
 import { parseClientAddress } from '../../src/route/cidr';
-import { findUser, route } from '../../src/route/route';
+import { findUser, identify } from '../../src/route/identify';
+import { route, type Route } from '../../src/route/route';
 
 const config = parseConfig(`
 admin: { listen: "off" }
@@ -37,8 +38,15 @@ services:
 
 const [imap, nodefault] = config.services;
 
+/** Routes a client identified by its address alone, as a plain TCP binding does. */
+function routeFrom(service: typeof imap, address: string | null): Route & { user: string | null } {
+  const client = address === null ? null : parseClientAddress(address);
+  const { user } = identify(config.users, client, null);
+  return { ...route(service, { client, user, sni: null }), user };
+}
+
 function outcome(service: typeof imap, address: string): string {
-  const r = route(service, config.users, parseClientAddress(address));
+  const r = routeFrom(service, address);
   const who = r.user ?? '-';
   if (r.action === 'reject') return `${who} ${r.reason}`;
   return `${who} ${r.destinations.map((d) => d.label + (d.tls ? '+tls' : '')).join(',')}`;
@@ -67,7 +75,7 @@ describe('route', () => {
     // 192.168.77.9 matches the reject rule before the broader 192.168.0.0/16 forward rule.
     expect(outcome(imap, '192.168.77.9')).toBe('- rejected');
     // and alice's user rule precedes every source rule that also contains her address.
-    expect(route(imap, config.users, parseClientAddress('10.0.0.15')).rule?.index).toBe(0);
+    expect(routeFrom(imap, '10.0.0.15').rule?.index).toBe(0);
   });
 
   test('no matching rule and no default destination → no-route', () => {
@@ -77,7 +85,7 @@ describe('route', () => {
   });
 
   test('an unparseable client address matches no user and no source rule', () => {
-    expect(route(imap, config.users, null)).toMatchObject({ action: 'forward', user: null, rule: null });
+    expect(routeFrom(imap, null)).toMatchObject({ action: 'forward', user: null, rule: null });
   });
 
   test('users: first entry whose sources contain the address wins', () => {
@@ -88,8 +96,8 @@ describe('route', () => {
   });
 
   test('route is pure: the same inputs give the same answer', () => {
-    const a = route(imap, config.users, parseClientAddress('10.1.2.3'));
-    const b = route(imap, config.users, parseClientAddress('10.1.2.3'));
+    const a = routeFrom(imap, '10.1.2.3');
+    const b = routeFrom(imap, '10.1.2.3');
     expect(a).toEqual(b);
   });
 });

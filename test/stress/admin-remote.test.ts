@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createGateway, loadConfigFile } from '../../src';
 import { metricValue, onTeardown } from '../helpers/net';
-import { createNamespace, netnsAvailable } from './netns';
+import { createNamespace, netnsAvailable } from '../helpers/netns';
 
 /**
  * The admin endpoint follows `admin.listen`: bound to a non-loopback address it answers clients

@@ -1,5 +1,5 @@
 import { connect } from '../helpers/net';
-import { createNamespace, ip, netnsAvailable } from './netns';
+import { createNamespace, ip, netnsAvailable } from '../helpers/netns';
 import { sleep, spawnNode, startGatewayProcess, startUpstream, waitLine, type GatewayEvent } from './procs';
 import { join } from 'node:path';
 import type { ClientDisconnectEvent } from '../../src/events/events';
