@@ -1,5 +1,8 @@
 #!/usr/bin/env -S node --max-semi-space-size=4
+import { X509Certificate } from 'node:crypto';
 import * as http from 'node:http';
+import * as tls from 'node:tls';
+import { unprotectedAdminWarning } from './admin/admin';
 import { loadConfigFile } from './config/load';
 import type { GatewayConfig } from './config/types';
 import { ConfigError, MapgateError } from './errors';
@@ -95,6 +98,8 @@ async function run(file: string): Promise<number> {
   if (!youngGenerationCapped()) {
     logLine({ level: 'warn', msg: 'node runs without --max-semi-space-size=4: idle connections cost more memory (README, Performance); start mapgate with npm start, the mapgate binary or node --max-semi-space-size=4 dist/cli.js' });
   }
+  const exposed = unprotectedAdminWarning(config.admin);
+  if (exposed) logLine({ level: 'warn', msg: exposed });
   if (workerCount(config.workers) > 1) return runPrimary(file, config, logLine);
   // Watch the file (and its directory) for changes; re-read interface addresses (interfacePoll);
   // look for descriptor exhaustion every second.
@@ -130,11 +135,44 @@ async function run(file: string): Promise<number> {
   return stopped;
 }
 
-function adminRequest(config: GatewayConfig, method: string, path: string): Promise<{ status: number; body: string }> {
-  if (!config.admin) return Promise.reject(new MapgateError('MAPGATE_ERR_NO_ADMIN', 'admin.listen is off: no admin endpoint to talk to'));
-  const { host, port } = config.admin;
+/** How long `status` and `reload` wait for the admin endpoint (ms). */
+const ADMIN_TIMEOUT_MS = 10_000;
+
+/**
+ * Connects to an `admin.tls` endpoint and resolves once it presented exactly `certPem`'s
+ * certificate (its SHA-256 fingerprint): the certificate names a host, not the address dialled,
+ * so a name check would fail, and a pin says more than a chain would. Nothing is sent before.
+ */
+function connectPinned(host: string, port: number, certPem: string): Promise<tls.TLSSocket> {
+  const expected = new X509Certificate(certPem).fingerprint256;
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port, method, path, timeout: 10_000 }, (res) => {
+    const socket = tls.connect({ host, port, rejectUnauthorized: false, minVersion: 'TLSv1.2', timeout: ADMIN_TIMEOUT_MS });
+    const fail = (err: Error): void => {
+      socket.destroy();
+      reject(err);
+    };
+    socket.once('error', fail);
+    socket.once('timeout', () => fail(new MapgateError('MAPGATE_ERR_TIMEOUT', `no TLS handshake with ${host}:${port}`)));
+    socket.once('secureConnect', function onAdminSecureConnect() {
+      const got = socket.getPeerCertificate().fingerprint256;
+      if (got !== expected) {
+        return fail(new MapgateError('MAPGATE_ERR_ADMIN_CERT', `${host}:${port} presents a certificate other than admin.tls.cert (SHA-256 ${got ?? 'none'}, expected ${expected}): not talking to it`));
+      }
+      socket.off('error', fail);
+      socket.setTimeout(0);
+      resolve(socket);
+    });
+  });
+}
+
+/** One request to the admin endpoint the config names, with its token, over TLS when it has admin.tls. */
+async function adminRequest(config: GatewayConfig, method: string, path: string): Promise<{ status: number; body: string }> {
+  if (!config.admin) throw new MapgateError('MAPGATE_ERR_NO_ADMIN', 'admin.listen is off: no admin endpoint to talk to');
+  const { host, port, token } = config.admin;
+  const socket = config.admin.tls ? await connectPinned(host, port, config.admin.tls.cert) : undefined;
+  return new Promise((resolve, reject) => {
+    const headers: http.OutgoingHttpHeaders = token === undefined ? {} : { authorization: `Bearer ${token}` };
+    const req = http.request({ host, port, method, path, headers, timeout: ADMIN_TIMEOUT_MS, ...(socket ? { createConnection: () => socket } : {}) }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
@@ -183,6 +221,8 @@ async function main(argv: string[]): Promise<number> {
       const config = load(args.config);
       if (!config) return 1;
       process.stdout.write(summary(config) + '\n');
+      const exposed = unprotectedAdminWarning(config.admin);
+      if (exposed) process.stderr.write(`mapgate: warning: ${exposed}\n`);
       return 0;
     }
     case 'status': return status(args.config);

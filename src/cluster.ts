@@ -4,7 +4,7 @@ import { AggregatorRegistry, Gauge, Counter, Registry } from 'prom-client';
 import { createAdminServer, listenAdmin } from './admin/admin';
 import { loadConfigFile } from './config/load';
 import type { GatewayConfig } from './config/types';
-import { watchFile } from './config/watch';
+import { ConfigWatch } from './config/watch';
 import { problemLines, refusedReloadMessage } from './errors';
 import { createGateway, type Gateway, type PreparedReload, type ReloadResult } from './gateway';
 import { reloadMetrics } from './metrics/metrics';
@@ -290,6 +290,8 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log):
   const unanswered = new Set<Worker>();
   let state: 'starting' | 'running' | 'draining' = 'starting';
   let cfg = config;
+  // The config file and every file it read (TLS material): a change to any reloads.
+  const watcher = new ConfigWatch(() => void reloadAll());
   let recentCrashes: number[] = [];
 
   // Reloads and config hand-outs run one at a time: a worker starting during a reload gets the
@@ -384,6 +386,7 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log):
     }
     const done = await requests.ask<ReloadResult>(prep.answers.map((a) => a.worker), { type: MSG.commit, prepared: prep.id }, RELOAD_REPLY_MS);
     cfg = next;
+    watcher.follow(next);
     const partial = [...done.answers.filter((a) => !a.value.ok).map((a) => a.worker), ...done.missing];
     if (partial.length > 0) log({ level: 'error', msg: 'workers did not confirm the commit of a prepared reload', workers: partial.map(who) });
     reload.reloads.labels('success').inc();
@@ -410,6 +413,8 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log):
         return mergeStatus(r.answers.map((a) => a.value), liveWorkers(), state, r.missing);
       },
       reload: reloadAll,
+      // The primary's config in force, so a reload's token and certificate apply at once.
+      settings: () => cfg.admin,
     })
     : null;
   if (admin && cfg.admin) {
@@ -422,7 +427,7 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log):
     }
   }
   state = 'running';
-  const watcher = watchFile(file, () => void reloadAll());
+  watcher.follow(cfg);
   return new Promise((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {

@@ -6,7 +6,7 @@ import { encodeProxyHeader } from './front/proxy-header';
 import type { FrontContext, FrontRefusal, FrontStage } from './front/stage';
 import type { LiveBytes, ServiceMetrics } from './metrics/metrics';
 import { Relay, type RelayOwner, type RelayResult } from './relay/relay';
-import { parseClientAddress } from './route/cidr';
+import { parseClientAddress } from './config/cidr';
 import { identify } from './route/identify';
 import { route } from './route/route';
 import { Dial, type DialFailure, type DialSuccess, type TlsSessionCache } from './upstream/dial';
@@ -87,6 +87,8 @@ export class Connection implements LiveBytes, RelayOwner {
   private announced = false;
   private admitted = false;
   private deadline: NodeJS.Timeout | null = null;
+  /** The front stage running now, while the handshake deadline runs. */
+  private stage: FrontStage | null = null;
   private dial: Dial | null = null;
   private relay: Relay | null = null;
   private served: DialSuccess | null = null;
@@ -146,6 +148,7 @@ export class Connection implements LiveBytes, RelayOwner {
       this.deadline = null;
       return this.routeAndDial(this.ctx!.client.address, this.ctx!.client.port);
     }
+    this.stage = stages[i];
     stages[i].run(this.socket, this.ctx!, (refusal, socket) => this.stageDone(stages, i, refusal, socket));
   }
 
@@ -178,6 +181,8 @@ export class Connection implements LiveBytes, RelayOwner {
     this.deadline = null;
     if (this.finished) return;
     this.svc.metrics.rejected('handshake-timeout');
+    // A TLS handshake that never finished is a failed one too.
+    if (this.stage?.kind === 'tls') this.svc.metrics.tlsHandshakeFailure('MAPGATE_ERR_HANDSHAKE_TIMEOUT');
     this.socket.destroy();
     this.finish('handshake-timeout', null);
   }

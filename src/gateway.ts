@@ -1,20 +1,22 @@
 import { EventEmitter } from 'node:events';
 import type { Server as HttpServer } from 'node:http';
-import type { AddressInfo, Server, Socket } from 'node:net';
-import { createAdminServer, listenAdmin } from './admin/admin';
+import type { AddressInfo, Socket } from 'node:net';
+import { adminRestartKey, createAdminServer, listenAdmin } from './admin/admin';
 import type { GatewayConfig, ServiceConfig, User } from './config/types';
 import { hostPortLabel } from './config/parse-values';
 import { Connection, type ConnectionHost, type ServiceState } from './connection';
 import { loadConfigFile } from './config/load';
-import { watchFile } from './config/watch';
+import { ConfigWatch } from './config/watch';
+import { diffServices, sameService } from './config/diff';
+import { statusSnapshot, type GatewayStatus } from './admin/status';
 import { BindError, MapgateError, problemLines, refusedReloadMessage } from './errors';
 import type { ClientConnectEvent, ClientDisconnectEvent, GatewayEvents, LogRecord } from './events/events';
 import { JsonLinesSink } from './events/sink';
 import { buildFrontStages } from './front/build';
-import type { InterfaceTable } from './listen/interfaces';
-import { planListeners, type ListenPlan, type ListenSpec } from './listen/plan';
+import type { InterfaceTable } from './config/bind';
+import { closeServer, ListenerSet, type Listener } from './listen/listener-set';
+import { planListeners, type ListenPlan } from './listen/plan';
 import { networkInterfaces } from 'node:os';
-import { listenTcp, serverLabel } from './listen/listener';
 import { Metrics, type ServiceMetrics } from './metrics/metrics';
 import { FdMonitor } from './fd-monitor';
 import { TlsSessionCache } from './upstream/dial';
@@ -47,29 +49,6 @@ export interface ReloadResult {
   readonly closed: readonly string[];
 }
 
-/** Services compare equal when their normalized configs do (PEM text included). */
-function sameService(a: ServiceConfig, b: ServiceConfig): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
-/** One listening socket: an address:port of a service (its own port or an intercept port). */
-interface Listener {
-  readonly key: string;
-  intercept: boolean;
-  readonly server: Server;
-  /** `address:port` actually bound (port 0 resolved). */
-  readonly label: string;
-  service: ServiceState;
-  /**
-   * Bound by a reload that is prepared but not committed (a cluster waits for every worker):
-   * its clients wait here, paused, until the commit starts them or an abort closes them.
-   */
-  held: Socket[] | null;
-}
-
-/** Clients a prepared listener holds before its reload commits; more are closed. */
-const MAX_HELD = 1024;
-
 /** A reload whose listeners are bound but not yet in force: {@link Gateway.prepareReload}. */
 export type PreparedReload =
   | { readonly ok: false; readonly result: ReloadResult }
@@ -101,20 +80,21 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   private readonly services = new Map<string, ServiceState>();
   /** Services a reload removed whose series stay in /metrics until their last connection ends. */
   private readonly retired = new Map<string, ServiceMetrics>();
-  private readonly listening = new Map<string, Listener>();
+  private readonly listenerSet: ListenerSet = new ListenerSet({
+    service: (name) => this.services.get(name)!,
+    accept: (listener, socket) => this.onConnection(listener, socket),
+    acceptError: (listener, err) => this.onAcceptError(listener, err),
+    log: (level, msg, fields) => this.log(level, msg, fields),
+  });
   private admin: HttpServer | null = null;
   private sink: JsonLinesSink | null = null;
   private closing: Promise<void> | null = null;
   private reloading: Promise<unknown> = Promise.resolve();
   private readonly drains = new Set<NodeJS.Timeout>();
-  /** Listener keys whose address could not be bound yet, with the error: retried at every interface poll. */
-  private readonly waiting = new Map<string, { readonly service: string; readonly address: string; readonly error: string }>();
-  /** Services whose bindings have no address on this host now. */
-  private addressless = new Set<string>();
   /** Ends the wait of a draining close at once (a second SIGTERM: {@link destroy}). */
   private hurry: (() => void) | null = null;
   private interfaceTimer: NodeJS.Timeout | null = null;
-  private watcher: { close(): void } | null = null;
+  private watcher: ConfigWatch | null = null;
   private fdMonitor: FdMonitor | null = null;
   private readonly options: GatewayOptions;
 
@@ -143,7 +123,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       }
       for (const svc of this.cfg.services) this.services.set(svc.name, this.serviceState(svc));
       const plan = planListeners(this.cfg, this.interfaces());
-      this.commitListeners(plan, await this.bindFresh(plan, { hold: false, lenient: false }), this.cfg.shutdownGraceMs);
+      this.commitListeners(plan, await this.listenerSet.bind(plan, { hold: false, lenient: false }), this.cfg.shutdownGraceMs);
       if (this.cfg.admin) this.admin = await this.startAdmin(this.cfg.admin.host, this.cfg.admin.port);
     } catch (err) {
       await this.teardown();
@@ -163,7 +143,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
 
   /** Every listening socket, with the port actually bound. */
   endpoints(): ListenerInfo[] {
-    return [...this.listening.values()].map((l) => {
+    return [...this.listenerSet.values()].map((l) => {
       const a = l.server.address() as AddressInfo;
       return { service: l.service.config.name, address: a.address, port: a.port, intercept: l.intercept };
     });
@@ -198,25 +178,16 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   /** Open connections and per-service totals, for `/status`. */
-  status(): object {
-    const now = Date.now();
-    return {
+  status(): GatewayStatus {
+    const listeners = this.listenerSet;
+    return statusSnapshot({
       version: VERSION,
       state: this.state,
-      services: [...this.services.values()].map((s) => ({
-        name: s.config.name,
-        active: s.metrics.active.value,
-        maxConnections: s.config.maxConnections,
-        listeners: [...this.listening.values()].filter((l) => l.service === s).map((l) => ({ address: l.label, intercept: l.intercept })),
-        // Addresses of its interfaces it could not bind yet, retried at every interface poll.
-        waiting: [...this.waiting.values()].filter((w) => w.service === s.config.name).map((w) => ({ address: w.address, error: w.error })),
-      })),
-      connections: [...this.open].map((c) => ({
-        id: c.id, service: c.service, client: c.client, user: c.user, auth: c.auth, sni: c.sni, destination: c.destination, state: c.state,
-        since: new Date(c.since).toISOString(), seconds: (now - c.since) / 1000,
-        bytesFromClient: c.bytesFromClient(), bytesToClient: c.bytesToClient(),
-      })),
-    };
+      services: this.services.values(),
+      listenersOf: (svc) => listeners.of(svc),
+      waitingFor: (name) => listeners.waitingFor(name),
+      open: this.open,
+    });
   }
 
   // ConnectionHost
@@ -249,108 +220,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     return state;
   }
 
-  /**
-   * Binds the listeners of `plan` that are not open yet, held (see {@link Listener.held}) when
-   * `hold`. A failure to bind rejects with every failure named, after closing what it bound,
-   * except where a retry is the answer: an address read off an interface that is not usable yet
-   * (EADDRNOTAVAIL: IPv6 duplicate address detection, a link coming up), or any failure when
-   * `lenient` (the interface poll, which has nothing to refuse). Those are logged once and retried
-   * at the next poll.
-   */
-  private async bindFresh(plan: ListenPlan, options: { hold: boolean; lenient: boolean }): Promise<Listener[]> {
-    const fresh = plan.specs.filter((p) => !this.listening.has(p.key));
-    const results = await Promise.allSettled(fresh.map((p) => this.bindOne(p, options.hold)));
-    const bound: Listener[] = [];
-    const failed: BindError[] = [];
-    const deferred: Array<[ListenSpec, BindError]> = [];
-    results.forEach((r, i) => {
-      if (r.status === 'fulfilled') bound.push(r.value);
-      else if (options.lenient || (!fresh[i].literal && (r.reason as BindError).systemCode === 'EADDRNOTAVAIL')) deferred.push([fresh[i], r.reason as BindError]);
-      else failed.push(r.reason as BindError);
-    });
-    if (failed.length > 0) {
-      await Promise.all(bound.map((l) => closeServer(l.server)));
-      if (failed.length > 1) failed[0].message = failed.map((e) => e.message).join('\n');
-      throw failed[0];
-    }
-    for (const [spec, err] of deferred) {
-      if (this.waiting.has(spec.key)) continue;
-      this.waiting.set(spec.key, { service: spec.service, address: hostPortLabel(spec.address, spec.port), error: err.message });
-      this.log('warn', 'address not usable yet; retrying at every interface poll', { service: spec.service, address: spec.address, port: spec.port, error: err.message });
-    }
-    return bound;
-  }
-
-  /**
-   * Puts `plan` in force with the `fresh` listeners {@link bindFresh} opened: kept sockets are
-   * re-pointed at their (possibly new) service, held clients start, listeners the plan no longer
-   * has stop accepting and their connections get `graceMs` to finish.
-   */
-  private commitListeners(plan: ListenPlan, fresh: readonly Listener[], graceMs: number): { bound: string[]; closed: string[] } {
-    const wanted = new Map(plan.specs.map((p) => [p.key, p]));
-    const gone: Listener[] = [];
-    for (const [key, l] of this.listening) {
-      const p = wanted.get(key);
-      if (!p) {
-        gone.push(l);
-        continue;
-      }
-      const svc = this.services.get(p.service)!;
-      if (l.service !== svc) {
-        l.service.metrics.listeners.dec();
-        svc.metrics.listeners.inc();
-        l.service = svc;
-      }
-      l.intercept = p.intercept;
-    }
-    for (const l of fresh) {
-      this.listening.set(l.key, l);
-      l.service.metrics.listeners.inc();
-      if (this.waiting.delete(l.key)) this.log('info', 'address usable now: listening', { service: l.service.config.name, listener: l.label });
-      const held = l.held;
-      l.held = null;
-      for (const socket of held ?? []) {
-        socket.off('error', onHeldError);
-        this.onConnection(l, socket);
-      }
-    }
-    for (const l of gone) {
-      this.listening.delete(l.key);
-      l.service.metrics.listeners.dec();
-      l.server.close();
-    }
-    for (const key of this.waiting.keys()) if (!wanted.has(key)) this.waiting.delete(key);
-    this.noteAddressless(plan);
-    if (gone.length > 0) this.drainLater(new Set(gone), graceMs);
-    return { bound: fresh.map((l) => `${l.service.config.name}@${l.label}`), closed: gone.map((l) => `${l.service.config.name}@${l.label}`) };
-  }
-
-  /** Logs services whose bindings lost every address, and those that got one back. */
-  private noteAddressless(plan: ListenPlan): void {
-    const now = new Set(plan.addressless);
-    for (const name of now) {
-      if (!this.addressless.has(name)) this.log('warn', 'service has no address to listen on: no listeners until its interfaces get one', { service: name });
-    }
-    for (const name of this.addressless) {
-      if (!now.has(name)) this.log('info', 'service has an address to listen on again', { service: name });
-    }
-    this.addressless = now;
-  }
-
-  private async bindOne(p: ListenSpec, hold: boolean): Promise<Listener> {
-    const service = this.services.get(p.service)!;
-    let server: Server;
-    try {
-      server = await listenTcp(p.address, p.port, (socket) => this.onConnection(listener, socket));
-    } catch (err) {
-      throw new BindError(p.service, p.address, p.port, err as NodeJS.ErrnoException);
-    }
-    const listener: Listener = { key: p.key, intercept: p.intercept, server, label: serverLabel(server), service, held: hold ? [] : null };
-    server.on('error', (err: NodeJS.ErrnoException) => this.onAcceptError(listener, err));
-    return listener;
-  }
-
   /** Connections accepted on closed listeners get `graceMs` to finish, then end with reason shutdown. */
+  /** Puts `plan` in force in the listener set; connections of the listeners it closes drain for `graceMs`. */
+  private commitListeners(plan: ListenPlan, fresh: readonly Listener[], graceMs: number): { bound: string[]; closed: string[] } {
+    const { bound, closed, gone } = this.listenerSet.commit(plan, fresh);
+    if (gone.length > 0) this.drainLater(new Set(gone), graceMs);
+    return { bound, closed };
+  }
+
   private drainLater(listeners: ReadonlySet<Listener>, graceMs: number): void {
     const abort = (): void => {
       this.drains.delete(timer);
@@ -438,7 +315,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     const plan = planListeners(next, this.interfaces());
     let fresh: Listener[];
     try {
-      fresh = await this.bindFresh(plan, { hold: true, lenient: false });
+      fresh = await this.listenerSet.bind(plan, { hold: true, lenient: false });
     } catch (err) {
       this.forgetAdded(added);
       return { ok: false, result: this.reloadFailed(err as Error) };
@@ -447,11 +324,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       ok: true,
       commit: () => this.commitReload(next, plan, fresh, added),
       abort: () => {
-        for (const l of fresh) {
-          for (const socket of l.held ?? []) socket.destroy();
-          l.held = null;
-          l.server.close();
-        }
+        this.listenerSet.discard(fresh);
         this.forgetAdded(added);
         this.reloadFailed(new MapgateError('MAPGATE_ERR_RELOAD_ABORTED', 'reload aborted: another worker refused it'));
       },
@@ -468,16 +341,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   private commitReload(next: GatewayConfig, plan: ListenPlan, fresh: readonly Listener[], added: readonly string[]): ReloadResult {
-    const before = new Map(this.cfg.services.map((s) => [s.name, s]));
-    const changed = next.services.filter((s) => before.has(s.name) && !sameService(before.get(s.name)!, s)).map((s) => s.name);
-    const removed = [...before.keys()].filter((n) => !next.services.some((s) => s.name === n));
+    const { changed, removed } = diffServices(this.cfg, next);
     const previous = new Map(this.services);
     for (const svc of next.services) {
       const state = this.services.get(svc.name)!;
-      if (state.config !== svc) {
-        state.config = svc;
-        state.front = buildFrontStages(svc);
-      }
+      // Unchanged services keep their front stages (TLS contexts); changed ones get new ones.
+      if (!sameService(state.config, svc)) state.front = buildFrontStages(svc);
+      state.config = svc;
       state.metrics.setMax(svc.maxConnections);
       state.metrics.setCertificateExpiry(svc.accept.tls?.notAfter ?? null);
     }
@@ -490,13 +360,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       this.retired.set(name, state.metrics);
       this.forgetRetired(name);
     }
-    const restartOnly = ['admin', 'events', 'workers', 'interfacePollMs'].filter((k) => JSON.stringify((this.cfg as never)[k]) !== JSON.stringify((next as never)[k]));
+    const restartOnly = ['admin', 'events', 'workers', 'interfacePollMs'].filter((k) => (k === 'admin' ? adminRestartKey(this.cfg.admin) !== adminRestartKey(next.admin) : JSON.stringify((this.cfg as never)[k]) !== JSON.stringify((next as never)[k])));
     this.cfg = next;
+    this.watcher?.follow(next);
     const diff = this.commitListeners(plan, fresh, next.shutdownGraceMs);
     this.metrics.reloads.labels('success').inc();
     this.metrics.lastReloadOk.set(1);
     this.metrics.lastReloadTime.set(Date.now() / 1000);
-    const summary = { added: [...added], removed, changed, bound: diff.bound, closed: diff.closed };
+    const summary = { added: [...added], removed: [...removed], changed: [...changed], bound: diff.bound, closed: diff.closed };
     this.log('info', 'config reloaded', summary);
     if (restartOnly.length > 0) this.log('warn', 'these settings change only on restart', { settings: restartOnly });
     const message = `reloaded: services +${added.length} -${removed.length} ~${changed.length}, listeners +${diff.bound.length} -${diff.closed.length}`;
@@ -519,13 +390,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     if (this.state !== 'running') return;
     try {
       const plan = planListeners(this.cfg, this.interfaces());
-      const keys = new Set(plan.specs.map((p) => p.key));
-      if (plan.specs.length === this.listening.size && [...this.listening.keys()].every((k) => keys.has(k))) {
-        for (const key of this.waiting.keys()) if (!keys.has(key)) this.waiting.delete(key);
-        this.noteAddressless(plan);
-        return;
-      }
-      const fresh = await this.bindFresh(plan, { hold: false, lenient: true });
+      if (this.listenerSet.matches(plan)) return;
+      const fresh = await this.listenerSet.bind(plan, { hold: false, lenient: true });
       const diff = this.commitListeners(plan, fresh, this.cfg.shutdownGraceMs);
       if (diff.bound.length > 0 || diff.closed.length > 0) this.log('info', 'interface addresses changed', diff);
     } catch (err) {
@@ -551,25 +417,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       }, this.options.interfacePollMs);
       this.interfaceTimer.unref();
     }
-    if (this.options.watch && this.cfg.file !== '<inline>') {
-      this.watcher = watchFile(this.cfg.file, () => {
-        void this.reloadFromFile();
-      });
+    if (this.options.watch) {
+      this.watcher = new ConfigWatch(() => void this.reloadFromFile());
+      this.watcher.follow(this.cfg);
     }
   }
 
   private onConnection(listener: Listener, socket: Socket): void {
     if (this.state !== 'running' && this.state !== 'starting') {
       socket.destroy();
-      return;
-    }
-    if (listener.held) {
-      if (listener.held.length >= MAX_HELD) {
-        socket.destroy();
-        return;
-      }
-      socket.on('error', onHeldError);
-      listener.held.push(socket);
       return;
     }
     new Connection(socket, listener, listener.service, this).start();
@@ -589,6 +445,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       ready: () => this.state === 'running',
       status: () => this.status(),
       reload: () => this.reloadFromFile(),
+      // The config in force, so a reload's token and certificate apply at once.
+      settings: () => this.cfg.admin,
     });
     await listenAdmin(server, host, port);
     server.on('error', (err: NodeJS.ErrnoException) => this.log('error', 'admin server error', { code: err.code ?? null }));
@@ -603,7 +461,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.state = 'draining';
     this.log('info', 'draining', { open: this.open.size, graceMs });
     // Stop accepting now; the close callbacks only come once every accepted socket is gone.
-    const listenersClosed = this.closeListeners();
+    const listenersClosed = this.listenerSet.closeAll();
     if (this.open.size > 0 && graceMs > 0) await this.waitForDrain(graceMs, true);
     for (const c of [...this.open]) c.abort('shutdown');
     // Aborted relays report on their sockets' close events, a turn of the loop later.
@@ -632,17 +490,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     });
   }
 
-  /** Stops every listener accepting; resolves when their accepted sockets are all closed too. */
-  private closeListeners(): Promise<unknown> {
-    const all = [...this.listening.values()];
-    this.listening.clear();
-    for (const l of all) {
-      l.service.metrics.listeners.dec();
-      for (const socket of l.held ?? []) socket.destroy();
-    }
-    return Promise.all(all.map((l) => closeServer(l.server)));
-  }
-
   private async teardown(): Promise<void> {
     for (const t of this.drains) clearTimeout(t);
     this.drains.clear();
@@ -651,7 +498,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.watcher?.close();
     this.watcher = null;
     this.fdMonitor?.stop();
-    await this.closeListeners();
+    await this.listenerSet.closeAll();
     if (this.admin) {
       const admin = this.admin;
       this.admin = null;
@@ -666,17 +513,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
 }
 
 function noop(): void {}
-
-function onHeldError(): void {
-  // A held client that resets is simply gone; its socket closes and is never started.
-}
-
-function closeServer(server: Server | HttpServer): Promise<void> {
-  return new Promise((resolve) => {
-    if (!server.listening) return resolve();
-    server.close(() => resolve());
-  });
-}
 
 /** Creates a gateway for a validated config. Call `start()` to listen. */
 export function createGateway(config: GatewayConfig, options?: GatewayOptions): Gateway {

@@ -7,10 +7,10 @@ import { networkInterfaces } from 'node:os';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { LineCounter, Parser, parseDocument, isAlias, isMap, isNode, isScalar, isSeq, type Document, type Node as YamlNode, type YAMLError } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors';
-import { parseCidr, type Cidr } from '../route/cidr';
-import { resolveBind, WILDCARDS, type InterfaceTable } from '../listen/interfaces';
+import { parseCidr, type Cidr } from './cidr';
+import { resolveBind, WILDCARDS, type InterfaceTable } from './bind';
 import { hostPortLabel, hostPortProblem, isHost, MAX_TIMER_MS, parseDuration, parseHostPort } from './parse-values';
-import type { AcceptConfig, AcceptTls, BindSpec, CertificateMatch, Destination, GatewayConfig, MappingRule, ServiceConfig, UpstreamTls, User } from './types';
+import type { AcceptConfig, AcceptTls, AdminTls, BindSpec, CertificateMatch, Destination, GatewayConfig, MappingRule, ServiceConfig, UpstreamTls, User } from './types';
 
 export const DEFAULTS = Object.freeze({
   adminListen: '127.0.0.1:9464',
@@ -447,6 +447,9 @@ class Context {
     readonly problems: ConfigProblem[],
   ) {}
 
+  /** Files the config read besides itself (TLS material): reloads follow their changes too. */
+  readonly files = new Set<string>();
+
   nodePos(node: YamlNode | null | undefined): { line: number; col: number } {
     return node?.range ? this.lines.linePos(node.range[0]) : { line: 1, col: 1 };
   }
@@ -724,6 +727,7 @@ function readPem(ctx: Context, path: PathSeg[], value: unknown, baseDir: string)
       ctx.add(path, `${file} is larger than ${MAX_FILE_BYTES} bytes: not a PEM file`);
       return null;
     }
+    ctx.files.add(file);
     const pem = readFileSync(file, 'utf8');
     // Node ignores a CA file without PEM blocks, which would surface only as a failed handshake.
     if (!pem.includes('-----BEGIN')) {
@@ -777,12 +781,14 @@ function certificatesIn(pem: string): X509Certificate[] | string {
 }
 
 /** `accept.tls`: the binding's certificate and key (checked to work together), client CAs, ALPN. */
-function acceptTls(ctx: Context, path: PathSeg[], value: unknown, baseDir: string): AcceptTls | null {
-  if (!isObj(value)) return null;
+/**
+ * A server's `cert` and `key` (files or inline PEM): read, the certificate parsed, and the two
+ * checked to work together, or null with the problem at `cert` (OpenSSL's reason included).
+ */
+function serverPair(ctx: Context, path: PathSeg[], value: Record<string, unknown>, baseDir: string): { cert: string; key: string; notAfter: number } | null {
   const cert = readPem(ctx, [...path, 'cert'], value.cert, baseDir);
   const key = readPem(ctx, [...path, 'key'], value.key, baseDir);
-  const clientCa = value.clientCa === undefined ? null : readPem(ctx, [...path, 'clientCa'], value.clientCa, baseDir);
-  if (cert === null || key === null || (value.clientCa !== undefined && clientCa === null)) return null;
+  if (cert === null || key === null) return null;
   const chain = certificatesIn(cert);
   if (typeof chain === 'string') {
     ctx.add([...path, 'cert'], `the certificate ${chain}`);
@@ -794,6 +800,14 @@ function acceptTls(ctx: Context, path: PathSeg[], value: unknown, baseDir: strin
     ctx.add([...path, 'cert'], `unusable with its key: ${opensslReason(err)}`);
     return null;
   }
+  return { cert, key, notAfter: Date.parse(chain[0].validTo) };
+}
+
+function acceptTls(ctx: Context, path: PathSeg[], value: unknown, baseDir: string): AcceptTls | null {
+  if (!isObj(value)) return null;
+  const pair = serverPair(ctx, path, value, baseDir);
+  const clientCa = value.clientCa === undefined ? null : readPem(ctx, [...path, 'clientCa'], value.clientCa, baseDir);
+  if (pair === null || (value.clientCa !== undefined && clientCa === null)) return null;
   if (clientCa !== null) {
     const cas = certificatesIn(clientCa);
     if (typeof cas === 'string') {
@@ -804,7 +818,75 @@ function acceptTls(ctx: Context, path: PathSeg[], value: unknown, baseDir: strin
   if (value.clientCert !== undefined && clientCa === null) ctx.add([...path, 'clientCert'], 'needs clientCa: the CA client certificates are verified against', true);
   const clientCert = clientCa === null ? 'none' : value.clientCert === 'optional' ? 'optional' : 'required';
   const alpn = Array.isArray(value.alpn) ? value.alpn.filter((a): a is string => typeof a === 'string') : [];
-  return Object.freeze({ cert, key, clientCa, clientCert, alpn: Object.freeze(alpn), notAfter: Date.parse(chain[0].validTo) });
+  return Object.freeze({ cert: pair.cert, key: pair.key, clientCa, clientCert, alpn: Object.freeze(alpn), notAfter: pair.notAfter });
+}
+
+/** `admin.token` bounds: long enough not to be guessed, short enough for one request header. */
+const MIN_TOKEN_CHARS = 16;
+const MAX_TOKEN_CHARS = 1024;
+
+/**
+ * `admin.token`: the string itself, or `{ file }` read without its trailing newline (`echo` and
+ * most editors add one; a Kubernetes Secret from `--from-literal` has none). The file is one of
+ * the config's files, so editing it reloads. null when absent or unusable (the problem is added).
+ */
+function adminToken(ctx: Context, path: PathSeg[], value: unknown, baseDir: string): string | null {
+  let token: string;
+  let where = 'the token';
+  if (typeof value === 'string') {
+    token = value;
+  } else if (isObj(value) && typeof value.file === 'string') {
+    const file = isAbsolute(value.file) ? value.file : join(baseDir, value.file);
+    const text = readTokenFile(ctx, [...path, 'file'], file);
+    if (text === null) return null;
+    token = text.replace(/\r?\n$/, '');
+    where = `the token in ${file}`;
+    if (token.length === 0) {
+      ctx.add([...path, 'file'], `${file} is empty: it must hold the token`);
+      return null;
+    }
+    if (token.length < MIN_TOKEN_CHARS || token.length > MAX_TOKEN_CHARS) {
+      ctx.add([...path, 'file'], `${where} is ${token.length} characters long; it must have ${MIN_TOKEN_CHARS} to ${MAX_TOKEN_CHARS}`);
+      return null;
+    }
+    path = [...path, 'file'];
+  } else {
+    return null;
+  }
+  // The schema bounds an inline token's length; a client sends either kind in a header.
+  if (token.length < MIN_TOKEN_CHARS || token.length > MAX_TOKEN_CHARS) return null;
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    ctx.add(path, `${where} must be printable ASCII without spaces or line breaks: clients send it in an HTTP header`);
+    return null;
+  }
+  return token;
+}
+
+function readTokenFile(ctx: Context, path: PathSeg[], file: string): string | null {
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) {
+      ctx.add(path, `${file} is not a regular file`);
+      return null;
+    }
+    ctx.files.add(file);
+    // The token plus a line break; anything larger is not a token file (and a device is refused above).
+    if (st.size > MAX_TOKEN_CHARS + 2) {
+      ctx.add(path, `${file} is ${st.size} bytes: a token has at most ${MAX_TOKEN_CHARS} characters`);
+      return null;
+    }
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    ctx.add(path, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    return null;
+  }
+}
+
+/** `admin.tls`: the endpoint's certificate and key, checked to work together (TLS 1.2 or later). */
+function adminTls(ctx: Context, path: PathSeg[], value: unknown, baseDir: string): AdminTls | null {
+  if (!isObj(value)) return null;
+  const pair = serverPair(ctx, path, value, baseDir);
+  return pair ? Object.freeze({ cert: pair.cert, key: pair.key }) : null;
 }
 
 function acceptConfig(ctx: Context, path: PathSeg[], value: unknown, baseDir: string): AcceptConfig {
@@ -905,7 +987,10 @@ function normalize(data: unknown, ctx: Context, options: ParseOptions): GatewayC
     const hp = parseHostPort(adminListen, 0);
     const problem = hp ? (isIP(hp.host) === 0 && hp.host !== 'localhost' ? `${quote(hp.host)} is not an IP address or localhost` : null) : hostPortProblem(adminListen, 0);
     if (problem) ctx.add(['admin', 'listen'], `${quote(adminListen)}: ${problem} (or "off" to disable)`);
-    else admin = Object.freeze(hp);
+    const o = isObj(data.admin) ? data.admin : {};
+    const token = adminToken(ctx, ['admin', 'token'], o.token, baseDir);
+    const tls = adminTls(ctx, ['admin', 'tls'], o.tls, baseDir);
+    if (!problem) admin = Object.freeze({ ...hp!, ...(token ? { token } : {}), ...(tls ? { tls } : {}) });
   }
 
   const users: User[] = [];
@@ -1001,6 +1086,7 @@ function normalize(data: unknown, ctx: Context, options: ParseOptions): GatewayC
     events: isObj(data.log) && typeof data.log.events === 'string' ? data.log.events : DEFAULTS.events,
     shutdownGraceMs: duration(ctx, ['shutdownGrace'], data.shutdownGrace, DEFAULTS.shutdownGrace),
     interfacePollMs: duration(ctx, ['interfacePoll'], data.interfacePoll, DEFAULTS.interfacePoll),
+    files: Object.freeze([...ctx.files].sort()),
     workers,
     users: Object.freeze(users),
     services: Object.freeze(services),

@@ -1,4 +1,4 @@
-import type { Cidr } from '../route/cidr';
+import type { Cidr } from './cidr';
 
 /** TLS settings of an upstream leg, with PEM material already read. */
 export interface UpstreamTls {
@@ -98,17 +98,38 @@ export interface ServiceConfig {
   readonly maxConnections: number;
 }
 
+/** The admin endpoint's HTTPS material, PEM already read (checked to work together). */
+export interface AdminTls {
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** `admin`: where the endpoint listens and how it is protected. */
+export interface AdminConfig {
+  readonly host: string;
+  readonly port: number;
+  /**
+   * The bearer token every path but `/healthz` and `/readyz` requires (inline, or read from
+   * `token: { file }` without its trailing newline); absent: no token asked for.
+   */
+  readonly token?: string;
+  /** Serve HTTPS with this certificate; absent: plain HTTP. */
+  readonly tls?: AdminTls;
+}
+
 export interface GatewayConfig {
   /** The file this came from, for messages; `<inline>` for configs built in code. */
   readonly file: string;
   readonly interfaces: Readonly<Record<string, 'internal' | 'external'>>;
   /** null when `admin.listen: off`. */
-  readonly admin: { readonly host: string; readonly port: number } | null;
+  readonly admin: AdminConfig | null;
   /** `stdout`, `stderr`, `off` or a file path. */
   readonly events: string;
   readonly shutdownGraceMs: number;
   /** How often interface addresses are re-read (ms); 0: only on reload. */
   readonly interfacePollMs: number;
+  /** Other files the config read (TLS certificates, keys, CAs, the admin token), absolute: a change to one reloads. */
+  readonly files: readonly string[];
   readonly workers: number | 'auto';
   readonly users: readonly User[];
   readonly services: readonly ServiceConfig[];

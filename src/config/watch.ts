@@ -68,3 +68,30 @@ export function watchFile(file: string, onChange: () => void): { close(): void }
     },
   };
 }
+
+/**
+ * Watches a config file and every file it read (TLS certificates, keys, CAs): a change to any
+ * calls `onChange`, which reloads. `follow` is called with each config put in force, so the set
+ * of watched files follows the config (a new certificate path is watched, a dropped one is not).
+ */
+export class ConfigWatch {
+  private readonly watchers = new Map<string, { close(): void }>();
+
+  constructor(private readonly onChange: () => void) {}
+
+  follow(config: { readonly file: string; readonly files: readonly string[] }): void {
+    if (config.file === '<inline>') return this.close();
+    const wanted = new Set([resolve(config.file), ...config.files]);
+    for (const [file, w] of this.watchers) {
+      if (wanted.has(file)) continue;
+      w.close();
+      this.watchers.delete(file);
+    }
+    for (const file of wanted) if (!this.watchers.has(file)) this.watchers.set(file, watchFile(file, this.onChange));
+  }
+
+  close(): void {
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
+  }
+}

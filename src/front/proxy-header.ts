@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
-import { ipv4Text, ipv6Text, ipv6Words, isMapped } from '../route/cidr';
+import { ipv4Text, ipv6Text, ipv6Words, isMapped } from '../config/cidr';
 
 /**
  * The PROXY protocol header, versions 1 and 2 (HAProxy's `doc/proxy-protocol.txt`): parsing what

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { anyContains, parseClientAddress, type Cidr } from '../route/cidr';
+import { anyContains, parseClientAddress, type Cidr } from '../config/cidr';
 import { parseProxyHeader } from './proxy-header';
 import type { FrontContext, FrontRefusal, FrontStage } from './stage';
 
@@ -16,6 +16,7 @@ const MALFORMED: FrontRefusal = Object.freeze({ reason: 'proxy-protocol', code: 
  * before a byte of it is read (HAProxy's rule: only trusted senders may say who the client is).
  */
 export class ProxyProtocolReceiver implements FrontStage {
+  readonly kind = 'proxy-protocol' as const;
   constructor(private readonly from: readonly Cidr[]) {}
 
   run(socket: Socket, ctx: FrontContext, done: (refusal: FrontRefusal | null, socket: Socket) => void): void {

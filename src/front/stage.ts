@@ -40,5 +40,7 @@ export interface FrontRefusal {
  * deadline, the client leaving), after which a late `done` is ignored.
  */
 export interface FrontStage {
+  /** What the stage does, for the metrics of a handshake that times out in it. */
+  readonly kind: 'proxy-protocol' | 'tls';
   run(socket: Socket, ctx: FrontContext, done: (refusal: FrontRefusal | null, socket: Socket) => void): void;
 }

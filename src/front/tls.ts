@@ -17,6 +17,7 @@ interface Pending {
  * builds a new stage: new handshakes use it, open connections keep theirs.
  */
 export class TlsTermination implements FrontStage {
+  readonly kind = 'tls' as const;
   private readonly server: tls.Server;
   /** Handshakes in progress, by the raw socket handed to the server. */
   private readonly pending = new WeakMap<Socket, Pending>();

@@ -1,5 +1,5 @@
 import type { GatewayConfig } from '../config/types';
-import { resolveBind, type InterfaceTable } from './interfaces';
+import { resolveBind, type InterfaceTable } from '../config/bind';
 
 /** One socket the config asks for. Its key is what makes it "the same listener" across reloads. */
 export interface ListenSpec {

@@ -1,5 +1,5 @@
 import type { CertificateMatch, User } from '../config/types';
-import { anyContains, type ClientAddress } from './cidr';
+import { anyContains, type ClientAddress } from '../config/cidr';
 
 /**
  * How the gateway knows who a client is: `certificate` (authenticated: a verified client

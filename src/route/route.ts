@@ -1,5 +1,5 @@
 import type { Destination, MappingRule, ServiceConfig } from '../config/types';
-import { anyContains, type ClientAddress } from './cidr';
+import { anyContains, type ClientAddress } from '../config/cidr';
 
 /** What routing looks at: who the client is, where it comes from, what it asked for. */
 export interface RouteRequest {

@@ -157,7 +157,10 @@ describeIfChromium('the status page in headless Chromium', () => {
       status: () => ({
         version: '<i>1</i>', state: 'running',
         services: [{ name: evil, active: 1, maxConnections: 1, listeners: [{ address: evil, intercept: false }] }],
-        connections: [{ id: 'c1', service: evil, client: '127.0.0.1:1', user: evil, destination: evil, state: 'relaying', since: evil, seconds: 1, bytesFromClient: 0, bytesToClient: 0 }],
+        connections: [
+          { id: 'c1', service: evil, client: '127.0.0.1:1', user: evil, auth: null, destination: evil, state: 'relaying', since: evil, seconds: 1, bytesFromClient: 0, bytesToClient: 0 },
+          { id: 'c2', service: 's', client: '10.0.0.15:1', user: 'alice', auth: 'certificate', destination: 'd:1', state: 'relaying', since: '', seconds: 1, bytesFromClient: 0, bytesToClient: 0 },
+        ],
       }),
     });
     const port = await listen(server);
@@ -165,6 +168,8 @@ describeIfChromium('the status page in headless Chromium', () => {
     const row = page.locator('#connections tr[data-id="c1"]');
     await row.waitFor();
     expect(await row.locator('td').nth(3).textContent()).toBe(evil);
+    // The user column says how the user is known: authenticated by certificate, or assumed from the address.
+    expect(await page.locator('#connections tr[data-id="c2"] td').nth(3).textContent()).toBe('alice (certificate)');
     expect(await page.locator('#version').textContent()).toBe('<i>1</i>');
     expect(await page.locator('#injected').count()).toBe(0);
     expect(await page.locator('img').count()).toBe(0);

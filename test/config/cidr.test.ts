@@ -1,4 +1,4 @@
-import { anyContains, cidrContains, parseCidr, parseClientAddress } from '../../src/route/cidr';
+import { anyContains, cidrContains, parseCidr, parseClientAddress } from '../../src/config/cidr';
 
 const client = (a: string) => {
   const c = parseClientAddress(a);

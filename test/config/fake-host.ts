@@ -1,5 +1,5 @@
 import type { NetworkInterfaceInfo } from 'node:os';
-import type { InterfaceTable } from '../../src/listen/interfaces';
+import type { InterfaceTable } from '../../src/config/bind';
 
 function iface(address: string, internal = false): NetworkInterfaceInfo {
   return address.includes(':')

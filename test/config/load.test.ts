@@ -515,3 +515,78 @@ describe('loadConfigFile', () => {
     ]);
   });
 });
+
+describe('admin.token and admin.tls (issue 9 part 5): every mistake located', () => {
+  const TLS = join(ROOT, 'test', 'fixtures');
+  const service = '  - { name: a, port: 1, bind: [127.0.0.1], destination: "h:1" }';
+  let dir: string;
+  beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'mapgate-admin-config-')); });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Writes `lines` as dir/m.yaml and loads it: the config, or the formatted problems. */
+  function load(...lines: string[]): { file: string; problems: string[]; config?: ReturnType<typeof loadConfigFile> } {
+    const file = join(dir, 'm.yaml');
+    writeFileSync(file, y(...lines));
+    try {
+      return { file, problems: [], config: loadConfigFile(file, { interfaces: FAKE_INTERFACES }) };
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return { file, problems: (err as ConfigError).problems.map(formatProblem) };
+    }
+  }
+
+  test('a token file, its trailing newline dropped, and the TLS files are read, recorded among the files, and frozen', () => {
+    writeFileSync(join(dir, 'admin-token'), 'a-long-random-string-0123\r\n');
+    const { config } = load('admin:', '  listen: 0.0.0.0:9464', '  token: { file: admin-token }', `  tls: { cert: ${TLS}/server.pem, key: ${TLS}/server.key }`, 'services:', service);
+    expect(config!.admin).toEqual({
+      host: '0.0.0.0', port: 9464, token: 'a-long-random-string-0123',
+      tls: { cert: readFileSync(join(TLS, 'server.pem'), 'utf8'), key: readFileSync(join(TLS, 'server.key'), 'utf8') },
+    });
+    expect(config!.files).toEqual([join(dir, 'admin-token'), join(TLS, 'server.key'), join(TLS, 'server.pem')].sort());
+    expect(Object.isFrozen(config!.admin)).toBe(true);
+    expect(Object.isFrozen(config!.admin!.tls)).toBe(true);
+    // Inline: the string itself.
+    expect(load('admin: { listen: 127.0.0.1:1, token: "0123456789abcdef" }', 'services:', service).config!.admin).toEqual({ host: '127.0.0.1', port: 1, token: '0123456789abcdef' });
+  });
+
+  test('an inline token shorter than 16 characters, or not a string or { file }', () => {
+    expect(load('admin:', '  listen: 0.0.0.0:9464', '  token: too-short', 'services:', service).problems)
+      .toEqual([`${join(dir, 'm.yaml')}:3:10: admin.token: must be at least 16 characters long`]);
+    expect(load('admin:', '  token: 12345', 'services:', service).problems)
+      .toEqual([`${join(dir, 'm.yaml')}:2:10: admin.token: must be a string or a mapping, not the number 12345`]);
+    writeFileSync(join(dir, 't'), '0123456789abcdef');
+    expect(load('admin:', '  token: { file: t, mode: 1 }', 'services:', service).problems)
+      .toEqual([`${join(dir, 'm.yaml')}:2:21: admin.token.mode: unknown key (expected one of: file)`]);
+    expect(load('admin:', '  token: "has spaces in the middle"', 'services:', service).problems)
+      .toEqual([`${join(dir, 'm.yaml')}:2:10: admin.token: the token must be printable ASCII without spaces or line breaks: clients send it in an HTTP header`]);
+  });
+
+  test('a token file that is missing, a directory, empty, or too short', () => {
+    const file = join(dir, 'm.yaml');
+    expect(load('admin:', '  listen: 0.0.0.0:9464', '  token: { file: missing-token }', 'services:', service).problems)
+      .toEqual([`${file}:3:18: admin.token.file: cannot read ${join(dir, 'missing-token')}: ENOENT`]);
+    expect(load('admin:', `  token: { file: ${dir} }`, 'services:', service).problems)
+      .toEqual([`${file}:2:18: admin.token.file: ${dir} is not a regular file`]);
+    writeFileSync(join(dir, 'empty'), '\n');
+    expect(load('admin:', '  token: { file: empty }', 'services:', service).problems)
+      .toEqual([`${file}:2:18: admin.token.file: ${join(dir, 'empty')} is empty: it must hold the token`]);
+    writeFileSync(join(dir, 'short'), 'short\n');
+    expect(load('admin:', '  token: { file: short }', 'services:', service).problems)
+      .toEqual([`${file}:2:18: admin.token.file: the token in ${join(dir, 'short')} is 5 characters long; it must have 16 to 1024`]);
+    writeFileSync(join(dir, 'two-lines'), 'first-line-of-token\nsecond-line-of-it\n');
+    expect(load('admin:', '  token: { file: two-lines }', 'services:', service).problems)
+      .toEqual([`${file}:2:18: admin.token.file: the token in ${join(dir, 'two-lines')} must be printable ASCII without spaces or line breaks: clients send it in an HTTP header`]);
+  });
+
+  test("an admin certificate that does not match its key, with OpenSSL's reason; a missing key; an unreadable cert", () => {
+    const file = join(dir, 'm.yaml');
+    const mismatch = load('admin:', '  listen: 0.0.0.0:9464', `  tls: { cert: ${TLS}/server.pem, key: ${TLS}/wrong-server.key }`, 'services:', service).problems;
+    expect(mismatch).toEqual([expect.stringMatching(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:3:16: admin\\.tls\\.cert: unusable with its key: .*key values mismatch`))]);
+    expect(load('admin:', `  tls: { cert: ${TLS}/server.pem }`, 'services:', service).problems)
+      .toEqual([`${file}:2:8: admin.tls: missing required key "key"`]);
+    expect(load('admin:', '  tls: { cert: nope.pem, key: nope.key }', 'services:', service).problems).toEqual([
+      `${file}:2:16: admin.tls.cert: cannot read ${join(dir, 'nope.pem')}: ENOENT`,
+      `${file}:2:31: admin.tls.key: cannot read ${join(dir, 'nope.key')}: ENOENT`,
+    ]);
+  });
+});

@@ -1,6 +1,7 @@
-import { readdirSync } from 'node:fs';
-import { posix } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseConfig } from '../../src/config/load';
 import { adminGet, connect, onTeardown, startEchoServer, startGateway } from '../helpers/net';
 import { repoFile } from './tools';
@@ -30,7 +31,15 @@ const pod = deployment.spec.template.spec;
 const container = pod.containers.find((c: Obj) => c.name === 'mapgate');
 const configMap = only('ConfigMap');
 const mappingsText: string = configMap.data['mappings.yaml'];
-const config = parseConfig(mappingsText, `${DIR}/configmap.yaml#mappings.yaml`);
+const secret = only('Secret');
+/** admin.token's file, as the config names it. */
+const tokenPath: string = (parseYaml(mappingsText) as Obj).admin.token.file;
+// The Secret volume as the kubelet makes it, one file per key, standing in for its mount path.
+const secretDir = mkdtempSync(join(tmpdir(), 'mapgate-k8s-secret-'));
+afterAll(() => rmSync(secretDir, { recursive: true, force: true }));
+for (const [key, value] of Object.entries(secret.stringData as Record<string, string>)) writeFileSync(join(secretDir, key), value);
+const secretMountPath: string = container.volumeMounts.find((m: Obj) => pod.volumes.some((v: Obj) => v.name === m.name && v.secret?.secretName === secret.metadata.name))?.mountPath ?? '(not mounted)';
+const config = parseConfig(mappingsText.split(`${secretMountPath}/`).join(`${secretDir}/`), `${DIR}/configmap.yaml#mappings.yaml`);
 const configPorts = config.services.flatMap((s) => [s.port, ...s.intercept]).sort((a, b) => a - b);
 const labels: Record<string, string> = deployment.spec.template.metadata.labels;
 const selects = (selector: Record<string, string>, target: Record<string, string>): boolean =>
@@ -47,7 +56,7 @@ describe('Kubernetes manifests', () => {
   test('every manifest parses, is listed in kustomization.yaml, and has apiVersion, kind and name', () => {
     const kustomization = parseAllDocuments(repoFile(`${DIR}/kustomization.yaml`))[0].toJS() as Obj;
     expect([...kustomization.resources].sort()).toEqual(files.filter((f) => f !== 'kustomization.yaml'));
-    expect(manifests.map((m) => m.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Service', 'Service', 'ServiceMonitor']);
+    expect(manifests.map((m) => m.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'ServiceMonitor']);
     for (const m of manifests) {
       expect(typeof m.apiVersion).toBe('string');
       expect(m.metadata.name).toMatch(/^[a-z0-9-]+$/);
@@ -56,7 +65,7 @@ describe('Kubernetes manifests', () => {
 
   test("the ConfigMap's mappings.yaml is a valid config with admin on 0.0.0.0", () => {
     expect(config.services.length).toBeGreaterThan(0);
-    expect(config.admin).toEqual({ host: '0.0.0.0', port: expect.any(Number) });
+    expect(config.admin).toEqual({ host: '0.0.0.0', port: expect.any(Number), token: secret.stringData.token });
     // The reason and the warning are stated next to the setting.
     const adminBlock = mappingsText.slice(mappingsText.indexOf('admin:'), mappingsText.indexOf('listen: 0.0.0.0'));
     expect(adminBlock).toMatch(/probes/);
@@ -126,6 +135,37 @@ describe('Kubernetes manifests', () => {
     expect((await adminGet(gw, container.readinessProbe.httpGet.path)).status).toBe(503);
     expect((await adminGet(gw, container.livenessProbe.httpGet.path)).status).toBe(200);
     c.end();
+  });
+
+  test('the admin token Secret is mounted where the config reads admin.token, as a directory the pod user can read', () => {
+    const volume = pod.volumes.find((v: Obj) => v.secret?.secretName === secret.metadata.name);
+    expect(volume).toBeDefined();
+    const mount = container.volumeMounts.find((m: Obj) => m.name === volume.name);
+    expect(mount).toMatchObject({ mountPath: posix.dirname(tokenPath), readOnly: true });
+    // No subPath and no items: a rotated Secret arrives by the kubelet's ..data swap, which reloads.
+    expect(mount.subPath).toBeUndefined();
+    expect(volume.secret.items).toBeUndefined();
+    expect(Object.keys(secret.stringData)).toContain(posix.basename(tokenPath));
+    expect(secret.data).toBeUndefined();
+    // 0440, group fsGroup: the pod's user reads it through its group, nobody else can.
+    expect(volume.secret.defaultMode).toBe(0o440);
+    expect(pod.securityContext.fsGroup).toBe(pod.securityContext.runAsGroup);
+    // A placeholder that loads (so the manifests apply as they are), flagged to be replaced.
+    expect(config.admin!.token).toMatch(/^REPLACE-ME/);
+    expect(repoFile(`${DIR}/secret.yaml`)).toMatch(/REPLACE THE PLACEHOLDER/);
+  });
+
+  test('the ServiceMonitor sends the Secret\'s token; /metrics wants it, the probe paths do not', async () => {
+    const endpoint = only('ServiceMonitor').spec.endpoints[0];
+    expect(endpoint.authorization).toEqual({ type: 'Bearer', credentials: { name: secret.metadata.name, key: posix.basename(tokenPath) } });
+    const echo = await startEchoServer();
+    const gw = await startGateway(`admin: { listen: "127.0.0.1:0", token: { file: ${join(secretDir, posix.basename(tokenPath))} } }\nlog: { events: "off" }\nservices:\n  - { name: s, port: 0, bind: [127.0.0.1], destination: "127.0.0.1:${echo.port}" }\n`);
+    const a = gw.adminAddress()!;
+    const get = async (path: string, token?: string): Promise<number> => (await fetch(`http://${a.host}:${a.port}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} })).status;
+    expect(await get(endpoint.path)).toBe(401);
+    expect(await get(endpoint.path, secret.stringData[endpoint.authorization.credentials.key])).toBe(200);
+    expect(await get(container.readinessProbe.httpGet.path)).toBe(200);
+    expect(await get(container.livenessProbe.httpGet.path)).toBe(200);
   });
 
   test('the PodDisruptionBudget and the ServiceMonitor select what they should', () => {

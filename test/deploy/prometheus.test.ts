@@ -145,7 +145,13 @@ services:
     bind: [127.0.0.1]
     maxConnections: 1
     destination: "127.0.0.1:${echoPort}"
-`, 'prometheus-test.yaml');
+  - name: secure
+    port: 0
+    bind: [127.0.0.1]
+    accept:
+      tls: { cert: server.pem, key: server.key }
+    destination: "127.0.0.1:${echoPort}"
+`, 'prometheus-test.yaml', { baseDir: join(ROOT, 'test', 'fixtures') });
   // Default process metrics on: the dashboard and the fd alert read them.
   gateway = createGateway(config);
   await gateway.start();
@@ -228,9 +234,9 @@ describe('alert rules and dashboard, against a real Prometheus scraping mapgate'
     expect(r.code).toBe(0);
   });
 
-  test('every alert has for:, severity, summary and runbook text, and covers the issue\'s six cases', () => {
+  test("every alert has for:, severity, summary and runbook text, and covers the issues' cases (issue 4's six, issue 9's certificate expiry)", () => {
     expect(rules.map((r) => r.alert).sort()).toEqual([
-      'MapgateConfigReloadFailing', 'MapgateConnectionLimitSaturation', 'MapgateDown',
+      'MapgateCertificateExpiresSoon', 'MapgateConfigReloadFailing', 'MapgateConnectionLimitSaturation', 'MapgateDown',
       'MapgateFileDescriptorsNearLimit', 'MapgateRejectedConnectionsSpike', 'MapgateUpstreamConnectFailures',
     ]);
     for (const r of rules) {
@@ -306,7 +312,8 @@ describe('alert rules and dashboard, against a real Prometheus scraping mapgate'
   test('the dashboard has every panel the issue asks for', () => {
     const titles = panels.map((p) => p.title.toLowerCase());
     for (const want of ['active connections', 'connections/s by outcome', 'bytes/s each way', 'upstream connect latency p50 / p95 / p99', 'rejected connections by reason',
-      'upstream connect failures by code', 'connection duration', 'config reload status', 'last successful config load', 'cpu', 'memory', 'open file descriptors', 'event-loop lag']) {
+      'upstream connect failures by code', 'connection duration', 'config reload status', 'last successful config load', 'cpu', 'memory', 'open file descriptors', 'event-loop lag',
+      'tls certificate expiry']) {
       expect(titles).toContain(want);
     }
     expect(targets.length).toBeGreaterThanOrEqual(20);

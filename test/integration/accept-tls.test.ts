@@ -93,6 +93,7 @@ describe('TLS on bindings', () => {
     await gone;
     expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
     expect(await metricValue(gw, 'mapgate_rejected_total', { service: 'tlsin', reason: 'handshake-timeout' })).toBe(1);
+    expect(await metricValue(gw, 'mapgate_tls_handshake_failures_total', { service: 'tlsin', code: 'MAPGATE_ERR_HANDSHAKE_TIMEOUT' })).toBe(1);
     expect(await metricValue(gw, 'mapgate_connections_active', { service: 'tlsin' })).toBe(0);
   });
 
@@ -236,8 +237,62 @@ describe('users by client certificate', () => {
     const s = await tlsConnect(port, client('alice'));
     s.write('hold');
     await waitFor(() => s.bytesRead > 0);
-    const status = gw.status() as { connections: Array<{ user: string | null; auth: string | null; sni: string | null; state: string }> };
+    const status = gw.status();
     expect(status.connections).toEqual([expect.objectContaining({ user: 'alice', auth: 'certificate', sni: 'localhost', state: 'relaying' })]);
     s.destroy();
+  });
+});
+
+describe('certificates that change', () => {
+  test('new certificate files are picked up for new handshakes; open connections keep theirs; a broken one is refused and the old stays', async () => {
+    const { mkdtempSync, copyFileSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { X509Certificate } = await import('node:crypto');
+    const { loadConfigFile } = await import('../../src/config/load');
+    const { createGateway } = await import('../../src/gateway');
+    const dir = mkdtempSync(join(tmpdir(), 'mapgate-certs-'));
+    copyFileSync(join(FIXTURES, 'server.pem'), join(dir, 'gw.pem'));
+    copyFileSync(join(FIXTURES, 'server.key'), join(dir, 'gw.key'));
+    const { port: up } = await startEchoServer();
+    const file = join(dir, 'mappings.yaml');
+    writeFileSync(file, yaml(`  - name: tlsin
+    port: 0
+    bind: [127.0.0.1]
+    accept:
+      tls: { cert: gw.pem, key: gw.key }
+    destination: 127.0.0.1:${up}
+`));
+    const gw = createGateway(loadConfigFile(file), { defaultMetrics: false, watch: true });
+    const logs: Array<{ msg: string; problems?: string[] }> = [];
+    gw.on('log', (r) => logs.push(r as never));
+    await gw.start();
+    onTeardown(() => gw.destroy());
+    const p = portOf(gw, 'tlsin');
+    const expiry = (name: string): number => Date.parse(new X509Certificate(pem(name)).validTo) / 1000;
+    expect(await metricValue(gw, 'mapgate_tls_certificate_expiry_timestamp_seconds', { service: 'tlsin' })).toBe(expiry('server.pem'));
+
+    const held = await tlsConnect(p);
+    expect(held.getPeerCertificate().issuer.CN).toBe('mapgate test CA');
+    held.write('1');
+    await waitFor(() => held.bytesRead >= 1);
+
+    // A key that is not the certificate's: refused, positioned at the cert key, OpenSSL's reason given.
+    writeFileSync(join(dir, 'gw.key'), pem('client.key'));
+    await waitFor(() => logs.some((l) => l.msg.startsWith('config reload refused')), 5000, 'the broken pair to be refused');
+    expect(logs.find((l) => l.msg.startsWith('config reload refused'))!.problems).toEqual([
+      expect.stringMatching(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:10:20: services\\[0\\]\\.accept\\.tls\\.cert: unusable with its key: .*key values mismatch`)),
+    ]);
+    expect((await tlsConnect(p)).getPeerCertificate().issuer.CN).toBe('mapgate test CA');
+
+    // The other certificate and its key: new handshakes present it.
+    writeFileSync(join(dir, 'gw.pem'), pem('wrong-server.pem'));
+    writeFileSync(join(dir, 'gw.key'), pem('wrong-server.key'));
+    await waitFor(() => logs.some((l) => l.msg === 'config reloaded'), 5000, 'the new pair to load');
+    const fresh = await tlsConnect(p, { ca: pem('wrong-ca.pem') });
+    expect(fresh.getPeerCertificate().issuer.CN).toBe('mapgate wrong CA');
+    // The connection opened before still relays, on its old session.
+    held.write('2');
+    await waitFor(() => held.bytesRead >= 2, 2000, 'the open connection to still relay');
+    expect(await metricValue(gw, 'mapgate_tls_certificate_expiry_timestamp_seconds', { service: 'tlsin' })).toBe(expiry('wrong-server.pem'));
   });
 });

@@ -366,7 +366,6 @@ describe('what a refused or interrupted reload leaves behind', () => {
 describe('interface addresses that vanish or are not usable yet', () => {
   const nic = (address: string) => ({ address, netmask: '255.255.255.0', family: 'IPv4', mac: '02:00:00:00:00:01', internal: false, cidr: `${address}/24` });
   type Table = Record<string, Array<ReturnType<typeof nic>>>;
-  type Status = { services: Array<{ name: string; listeners: unknown[]; waiting: Array<{ address: string; error: string }> }> };
 
   async function startWithTable(table: Table, services: string): Promise<{ gw: Gateway; logs: LogRecord[] }> {
     const gw = createGateway(parseConfig(yaml(services), '<inline>', { interfaces: table as never }), { defaultMetrics: false, interfacePollMs: 50, networkInterfaces: () => table as never });
@@ -395,7 +394,7 @@ describe('interface addresses that vanish or are not usable yet', () => {
     table.lan0 = [];
     await waitFor(() => gw.endpoints().every((e) => e.service !== 'lan'), 5000, 'the listener to go');
     expect(noAddress()).toEqual([expect.objectContaining({ level: 'warn', service: 'lan' })]);
-    expect((gw.status() as Status).services.find((s) => s.name === 'lan')!.listeners).toEqual([]);
+    expect(gw.status().services.find((s) => s.name === 'lan')!.listeners).toEqual([]);
     expect(await metricValue(gw, 'mapgate_listeners', { service: 'lan' })).toBe(0);
     expect((await roundTrip(steady, 'y')).toString()).toBe('a:y');
     await new Promise((r) => setTimeout(r, 200));
@@ -421,12 +420,12 @@ describe('interface addresses that vanish or are not usable yet', () => {
 `);
     expect(gw.endpoints().map((e) => e.address)).toEqual(['127.0.0.6']);
     expect((await roundTrip(port, 'x', '127.0.0.6')).toString()).toBe('a:x');
-    expect((gw.status() as Status).services[0].waiting).toEqual([{ address: `192.0.2.77:${port}`, error: expect.stringContaining('EADDRNOTAVAIL') }]);
+    expect(gw.status().services[0].waiting).toEqual([{ address: `192.0.2.77:${port}`, error: expect.stringContaining('EADDRNOTAVAIL') }]);
     await new Promise((r) => setTimeout(r, 300));
     expect(logs.filter((l) => l.msg.startsWith('address not usable yet'))).toEqual([expect.objectContaining({ level: 'warn', address: '192.0.2.77', port })]);
     // Gone from the interface: no longer waited for.
     table.lan0 = [nic('127.0.0.6')];
-    await waitFor(() => (gw.status() as Status).services[0].waiting.length === 0, 5000, 'the wait to end');
+    await waitFor(() => gw.status().services[0].waiting.length === 0, 5000, 'the wait to end');
   });
 
   test('a literal address that cannot be bound still stops start-up', async () => {

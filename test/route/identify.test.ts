@@ -1,6 +1,6 @@
 import type { CertificateMatch, User } from '../../src/config/types';
 import { parseSubjectAltName } from '../../src/front/tls';
-import { parseCidr, parseClientAddress } from '../../src/route/cidr';
+import { parseCidr, parseClientAddress } from '../../src/config/cidr';
 import { certificateMatches, identify, type PeerCertificate } from '../../src/route/identify';
 
 const match = (m: Partial<CertificateMatch>): CertificateMatch => ({ cn: null, ou: null, o: null, dns: null, uri: null, email: null, ...m });

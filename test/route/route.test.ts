@@ -1,5 +1,5 @@
 import { parseConfig } from '../../src/config/load';
-import { parseClientAddress } from '../../src/route/cidr';
+import { parseClientAddress } from '../../src/config/cidr';
 import { findUser, identify } from '../../src/route/identify';
 import { route, type Route } from '../../src/route/route';
 

@@ -1,5 +1,5 @@
 import type { NetworkInterfaceInfo } from 'node:os';
-import { interfaceTag, resolveBind, type InterfaceTable } from '../../src/listen/interfaces';
+import { interfaceTag, resolveBind, type InterfaceTable } from '../../src/config/bind';
 
 function nic(address: string, internal = false): NetworkInterfaceInfo {
   const v6 = address.includes(':');

@@ -1,5 +1,5 @@
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
-import type { BindSpec } from '../config/types';
+import type { BindSpec } from './types';
 
 export type InterfaceTable = NodeJS.Dict<NetworkInterfaceInfo[]>;
 export type InterfaceTags = Readonly<Record<string, 'internal' | 'external'>>;
