@@ -8,6 +8,7 @@ import type { GatewayConfig } from './config/types';
 import { ConfigError, MapgateError } from './errors';
 import { createGateway } from './gateway';
 import { isWorker, runPrimary, runWorker, workerCount } from './cluster';
+import { handleSignals } from './signals';
 import { VERSION } from './version';
 
 const USAGE = `mapgate ${VERSION}: TCP mapping gateway
@@ -111,25 +112,21 @@ async function run(file: string): Promise<number> {
     process.stderr.write(`mapgate: ${(err as Error).message}\n`);
     return 1;
   }
-  // Signal handlers go in before the "started" line: whoever waits for that line may signal at once.
   const stopped = new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) {
+    handleSignals({
+      reload: () => void gateway.reloadFromFile(),
+      drain(signal) {
+        logLine({ level: 'info', msg: 'shutting down', signal, graceMs: config.shutdownGraceMs });
+        gateway.close().then(() => {
+          logLine({ level: 'info', msg: 'stopped' });
+          resolve(0);
+        }, () => resolve(1));
+      },
+      stopNow(signal) {
         logLine({ level: 'warn', msg: 'second signal: closing every connection now', signal });
         void gateway.destroy();
-        return;
-      }
-      stopping = true;
-      logLine({ level: 'info', msg: 'shutting down', signal, graceMs: config.shutdownGraceMs });
-      gateway.close().then(() => {
-        logLine({ level: 'info', msg: 'stopped' });
-        resolve(0);
-      }, () => resolve(1));
-    };
-    process.on('SIGHUP', () => void gateway.reloadFromFile());
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
+      },
+    });
   });
   logLine({ level: 'info', msg: 'mapgate started', services: config.services.length, workers: 1, listeners: gateway.listenerLabels(), admin: gateway.adminAddress() });
   return stopped;

@@ -8,6 +8,7 @@ import { ConfigWatch } from './config/watch';
 import { problemLines, refusedReloadMessage } from './errors';
 import { createGateway, type Gateway, type PreparedReload, type ReloadResult } from './gateway';
 import { reloadMetrics } from './metrics/metrics';
+import { handleSignals } from './signals';
 import { VERSION } from './version';
 
 /**
@@ -429,12 +430,8 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log):
   state = 'running';
   watcher.follow(cfg);
   return new Promise((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      const graceMs = stopping ? 0 : cfg.shutdownGraceMs;
-      if (stopping) log({ level: 'warn', msg: 'second signal: closing every connection now', signal });
-      else log({ level: 'info', msg: 'shutting down', signal, graceMs, workers: liveWorkers() });
-      stopping = true;
+    // Every worker drains for graceMs (0: a second signal, close every connection now).
+    const stop = (graceMs: number): void => {
       state = 'draining';
       watcher.close();
       for (const w of Object.values(cluster.workers ?? {})) if (w) sendTo(w, { type: MSG.shutdown, graceMs });
@@ -446,9 +443,17 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log):
       log({ level: 'info', msg: 'stopped' });
       resolve(0);
     });
-    process.on('SIGHUP', () => void reloadAll());
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
+    handleSignals({
+      reload: () => void reloadAll(),
+      drain(signal) {
+        log({ level: 'info', msg: 'shutting down', signal, graceMs: cfg.shutdownGraceMs, workers: liveWorkers() });
+        stop(cfg.shutdownGraceMs);
+      },
+      stopNow(signal) {
+        log({ level: 'warn', msg: 'second signal: closing every connection now', signal });
+        stop(0);
+      },
+    });
     // Last: once this line is out, the file is watched and every signal is handled.
     const a = admin?.address();
     log({ level: 'info', msg: 'mapgate started', services: cfg.services.length, workers: count, listeners, admin: a && typeof a === 'object' ? { host: a.address, port: a.port } : null });

@@ -2,22 +2,22 @@ import { EventEmitter } from 'node:events';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { adminRestartKey, createAdminServer, listenAdmin } from './admin/admin';
-import type { GatewayConfig, ServiceConfig, User } from './config/types';
+import type { GatewayConfig, User } from './config/types';
 import { hostPortLabel } from './config/parse-values';
-import { Connection, type ConnectionHost, type ServiceState } from './connection';
+import { Connection, type ConnectionHost } from './connection';
 import { loadConfigFile } from './config/load';
 import { ConfigWatch } from './config/watch';
-import { diffServices, sameService } from './config/diff';
+import { diffServices } from './config/diff';
+import { ServiceRegistry } from './registry';
 import { statusSnapshot, type GatewayStatus } from './admin/status';
 import { BindError, MapgateError, problemLines, refusedReloadMessage } from './errors';
 import type { ClientConnectEvent, ClientDisconnectEvent, GatewayEvents, LogRecord } from './events/events';
 import { JsonLinesSink } from './events/sink';
-import { buildFrontStages } from './front/build';
 import type { InterfaceTable } from './config/bind';
 import { closeServer, ListenerSet, type Listener } from './listen/listener-set';
 import { planListeners, type ListenPlan } from './listen/plan';
 import { networkInterfaces } from 'node:os';
-import { Metrics, type ServiceMetrics } from './metrics/metrics';
+import { Metrics } from './metrics/metrics';
 import { FdMonitor } from './fd-monitor';
 import { TlsSessionCache } from './upstream/dial';
 import { VERSION } from './version';
@@ -74,12 +74,11 @@ type State = 'new' | 'starting' | 'running' | 'draining' | 'closed';
 export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHost {
   readonly metrics: Metrics;
   readonly sessions = new TlsSessionCache();
-  readonly open = new Set<Connection>();
+  /** Every connection counted open. */
+  readonly open: Set<Connection>;
+  private readonly services: ServiceRegistry;
   private cfg: GatewayConfig;
   private state: State = 'new';
-  private readonly services = new Map<string, ServiceState>();
-  /** Services a reload removed whose series stay in /metrics until their last connection ends. */
-  private readonly retired = new Map<string, ServiceMetrics>();
   private readonly listenerSet: ListenerSet = new ListenerSet({
     service: (name) => this.services.get(name)!,
     accept: (listener, socket) => this.onConnection(listener, socket),
@@ -103,6 +102,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.cfg = config;
     this.options = options;
     this.metrics = new Metrics(VERSION, () => this.open, () => this.sink?.dropped ?? 0, options);
+    this.services = new ServiceRegistry(this.metrics);
+    this.open = this.services.open;
   }
 
   get config(): GatewayConfig { return this.cfg; }
@@ -121,7 +122,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
         this.sink = new JsonLinesSink(this.cfg.events, this.options.sharedEventLog);
         await this.sink.ready();
       }
-      for (const svc of this.cfg.services) this.services.set(svc.name, this.serviceState(svc));
+      this.services.addNew(this.cfg.services);
       const plan = planListeners(this.cfg, this.interfaces());
       this.commitListeners(plan, await this.listenerSet.bind(plan, { hold: false, lenient: false }), this.cfg.shutdownGraceMs);
       if (this.cfg.admin) this.admin = await this.startAdmin(this.cfg.admin.host, this.cfg.admin.port);
@@ -199,28 +200,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   disconnected(e: ClientDisconnectEvent): void {
     this.sink?.write(e);
     this.emit('ClientDisconnect', e);
-    if (this.retired.size > 0) this.forgetRetired(e.service);
-  }
-
-  /** Drops a removed service's series from /metrics once nothing of it is open any more. */
-  private forgetRetired(name: string): void {
-    const metrics = this.retired.get(name);
-    if (!metrics || metrics.active.value > 0) return;
-    this.retired.delete(name);
-    this.metrics.removeService(name);
+    this.services.ended(e.service);
   }
 
   private log(level: LogRecord['level'], msg: string, fields: Record<string, unknown> = {}): void {
     this.emit('log', { level, msg, ...fields });
   }
 
-  private serviceState(config: ServiceConfig): ServiceState {
-    const state: ServiceState = { config, front: buildFrontStages(config), metrics: this.metrics.service(config.name, config.maxConnections) };
-    state.metrics.setCertificateExpiry(config.accept.tls?.notAfter ?? null);
-    return state;
-  }
-
-  /** Connections accepted on closed listeners get `graceMs` to finish, then end with reason shutdown. */
   /** Puts `plan` in force in the listener set; connections of the listeners it closes drain for `graceMs`. */
   private commitListeners(plan: ListenPlan, fresh: readonly Listener[], graceMs: number): { bound: string[]; closed: string[] } {
     const { bound, closed, gone } = this.listenerSet.commit(plan, fresh);
@@ -228,6 +214,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     return { bound, closed };
   }
 
+  /** Connections accepted on closed listeners get `graceMs` to finish, then end with reason shutdown. */
   private drainLater(listeners: ReadonlySet<Listener>, graceMs: number): void {
     const abort = (): void => {
       this.drains.delete(timer);
@@ -310,14 +297,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   /** Binds what `next` needs; the caller holds the reload lock and must commit or abort. */
   private async prepare(next: GatewayConfig): Promise<PreparedReload & { ok: boolean }> {
     if (this.state !== 'running') return { ok: false, result: this.reloadFailed(new MapgateError('MAPGATE_ERR_STATE', `gateway is ${this.state}`)) };
-    const added = next.services.filter((s) => !this.services.has(s.name)).map((s) => s.name);
-    for (const svc of next.services) if (!this.services.has(svc.name)) this.services.set(svc.name, this.serviceState(svc));
+    const added = this.services.addNew(next.services);
     const plan = planListeners(next, this.interfaces());
     let fresh: Listener[];
     try {
       fresh = await this.listenerSet.bind(plan, { hold: true, lenient: false });
     } catch (err) {
-      this.forgetAdded(added);
+      this.services.forget(added);
       return { ok: false, result: this.reloadFailed(err as Error) };
     }
     return {
@@ -325,41 +311,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       commit: () => this.commitReload(next, plan, fresh, added),
       abort: () => {
         this.listenerSet.discard(fresh);
-        this.forgetAdded(added);
+        this.services.forget(added);
         this.reloadFailed(new MapgateError('MAPGATE_ERR_RELOAD_ABORTED', 'reload aborted: another worker refused it'));
       },
     };
   }
 
-  /** Undoes a refused reload's new services: their state and every metric series they started. */
-  private forgetAdded(names: readonly string[]): void {
-    for (const name of names) {
-      this.services.delete(name);
-      // A removed service still draining shares those series; they go when its last connection does.
-      if (!this.retired.has(name)) this.metrics.removeService(name);
-    }
-  }
-
   private commitReload(next: GatewayConfig, plan: ListenPlan, fresh: readonly Listener[], added: readonly string[]): ReloadResult {
     const { changed, removed } = diffServices(this.cfg, next);
-    const previous = new Map(this.services);
-    for (const svc of next.services) {
-      const state = this.services.get(svc.name)!;
-      // Unchanged services keep their front stages (TLS contexts); changed ones get new ones.
-      if (!sameService(state.config, svc)) state.front = buildFrontStages(svc);
-      state.config = svc;
-      state.metrics.setMax(svc.maxConnections);
-      state.metrics.setCertificateExpiry(svc.accept.tls?.notAfter ?? null);
-    }
-    // Back in the config before its old connections ended: its series simply go on counting.
-    for (const name of added) this.retired.delete(name);
-    for (const name of removed) {
-      const state = previous.get(name);
-      if (!state) continue;
-      this.services.delete(name);
-      this.retired.set(name, state.metrics);
-      this.forgetRetired(name);
-    }
+    this.services.commit(next.services, added, removed);
     const restartOnly = ['admin', 'events', 'workers', 'interfacePollMs'].filter((k) => (k === 'admin' ? adminRestartKey(this.cfg.admin) !== adminRestartKey(next.admin) : JSON.stringify((this.cfg as never)[k]) !== JSON.stringify((next as never)[k])));
     this.cfg = next;
     this.watcher?.follow(next);
