@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import type { BindSpec } from './types';
 
@@ -38,4 +39,16 @@ export function resolveBind(spec: BindSpec, tags: InterfaceTags, table: Interfac
     for (const address of spec.addresses) out.add(address);
   }
   return [...out].sort();
+}
+
+/** A Linux interface name: at most 15 characters, no `/`, never `.` or `..`. */
+const INTERFACE_NAME = /^(?!\.{1,2}$)[A-Za-z0-9_.:@-]{1,15}$/;
+
+/**
+ * Whether `name` is an interface of this host: one with addresses (in `table`), or one that exists
+ * without any (`/sys/class/net/<name>`: a link that is down, a DHCP lease not yet got), which a
+ * service may bind by name and gets listeners on once it has an address.
+ */
+export function interfaceExists(name: string, table: InterfaceTable): boolean {
+  return table[name] !== undefined || (INTERFACE_NAME.test(name) && existsSync(`/sys/class/net/${name}`));
 }

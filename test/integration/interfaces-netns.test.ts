@@ -109,6 +109,33 @@ describe('listeners on real interfaces that come and go', () => {
     expect(await r.exit).toBe(0);
   });
 
+  test('started while its named interface has no address at all: it starts, warns, and binds once one is added', async () => {
+    const ns = createNamespace(4);
+    const upstream = await startUpstream(ns);
+    const lan = ns.gatewayAddress.replace(/^10\.213\./, '10.216.').replace(/\.1$/, '.9');
+    // The link exists but has no address: os.networkInterfaces() does not list it at all.
+    inNs(ns, 'ip', 'link', 'add', 'mge0', 'type', 'veth', 'peer', 'name', 'mge1');
+    inNs(ns, 'ip', 'link', 'set', 'mge0', 'addrgenmode', 'none');
+    inNs(ns, 'ip', 'link', 'set', 'mge1', 'up');
+    inNs(ns, 'ip', 'link', 'set', 'mge0', 'up');
+    ip('route', 'add', `${lan}/32`, 'via', ns.clientAddress);
+    onTeardown(() => { try { ip('route', 'del', `${lan}/32`); } catch { /* gone with the veth */ } });
+
+    const r = runInNs(ns, nsConfig(ns, `  - name: lan
+    port: 7005
+    bind: [mge0]
+    destination: ${ns.gatewayAddress}:${upstream}
+`));
+    const info = await started(r);
+    expect(info.listeners).toEqual([]);
+    expect(logs(r).find((l) => String(l.msg).startsWith('service has no address'))).toMatchObject({ level: 'warn', service: 'lan' });
+    inNs(ns, 'ip', 'addr', 'add', `${lan}/32`, 'dev', 'mge0');
+    await waitFor(() => r.stderr.some((l) => l.includes('"interface addresses changed"') && l.includes(`lan@${lan}:7005`)), 5000, 'the listener to bind');
+    expect((await roundTrip(7005, 'n', lan)).toString()).toBe('up:n');
+    r.child.kill('SIGTERM');
+    expect(await r.exit).toBe(0);
+  });
+
   test('started while its interface\'s IPv6 link-local address is still tentative: the other addresses serve, that one binds once DAD is done', async () => {
     const ns = createNamespace(2);
     const upstream = await startUpstream(ns);

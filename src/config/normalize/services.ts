@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { resolveBind, WILDCARDS, type InterfaceTable, type InterfaceTags } from '../bind';
+import { interfaceExists, resolveBind, WILDCARDS, type InterfaceTable, type InterfaceTags } from '../bind';
 import { quote, type Context, type PathSeg } from '../context';
 import { DEFAULTS } from '../defaults';
 import { hostPortLabel, hostPortProblem, isHost, parseHostPort } from '../parse-values';
@@ -74,7 +74,7 @@ function bindSpec(ctx: Context, path: PathSeg[], value: unknown, table: Interfac
     if (typeof item !== 'string') return;
     if (item === 'internal' || item === 'all') ctx.add([...path, i], `"${item}" cannot be part of a list: write bind: ${item}`);
     else if (isIP(item)) addresses.push(item);
-    else if (table[item]) interfaces.push(item);
+    else if (interfaceExists(item, table)) interfaces.push(item);
     else ctx.add([...path, i], `${quote(item)} is neither an IP address nor an interface of this host (interfaces: ${Object.keys(table).join(', ') || 'none'})`);
   });
   return Object.freeze({ kind: 'list', interfaces: Object.freeze(interfaces), addresses: Object.freeze(addresses) });
