@@ -62,6 +62,8 @@ const SCRAPE_REPLY_MS = 2000;
 const RELOAD_REPLY_MS = 5000;
 /** A worker that prepared a reload and heard neither commit nor abort for this long aborts it (ms). */
 const PREPARED_MAX_MS = 30_000;
+/** How long after its drain a worker may take to exit (report its last events, close) before it is killed. */
+const WORKER_STOP_MARGIN_MS = 5000;
 /** Replacement forks of crashing workers are spaced by this much after repeated crashes. */
 const RESTART_BACKOFF_MS = 1000;
 
@@ -430,14 +432,24 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log):
   state = 'running';
   watcher.follow(cfg);
   return new Promise((resolve) => {
+    // A worker that has not exited this long after its drain ends is hung (stopped, spinning):
+    // it is killed, so a stop always ends.
+    let killTimer: NodeJS.Timeout | null = null;
     // Every worker drains for graceMs (0: a second signal, close every connection now).
     const stop = (graceMs: number): void => {
       state = 'draining';
       watcher.close();
       for (const w of Object.values(cluster.workers ?? {})) if (w) sendTo(w, { type: MSG.shutdown, graceMs });
+      if (killTimer) clearTimeout(killTimer);
+      killTimer = setTimeout(function killHungWorkers() {
+        const hung = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+        log({ level: 'error', msg: 'workers did not stop in time; killing them', workers: hung.map((w) => ({ worker: w.id, pid: w.process.pid })) });
+        for (const w of hung) w.process.kill('SIGKILL');
+      }, graceMs + WORKER_STOP_MARGIN_MS);
     };
     cluster.on('exit', () => {
       if (state !== 'draining' || liveWorkers() > 0) return;
+      if (killTimer) clearTimeout(killTimer);
       admin?.closeAllConnections();
       admin?.close();
       log({ level: 'info', msg: 'stopped' });

@@ -317,4 +317,18 @@ describe('workers: 2, issue 8: status stream, hung workers, config hand-over, al
     const events = c.r.stdout.map((l) => JSON.parse(l));
     expect(events.filter((e) => e.event === 'ClientDisconnect')).toEqual([expect.objectContaining({ service: 'echo', reason: 'shutdown' })]);
   }, 60_000);
+
+  test('a worker hung during shutdown (stopped) is killed once its drain is over: the stop always ends', async () => {
+    const a = await startTaggedServer('a');
+    const c = await startCluster(clusterYaml({ dest: a, grace: '1s' }));
+    const [hung] = c.workers;
+    stopProcess(hung);
+    const t0 = Date.now();
+    c.r.child.kill('SIGTERM');
+    // Grace 1 s, then 5 s for the workers to exit, then the hung one is killed.
+    expect(await within(15_000, c.r.exit, 'the primary to exit')).toBe(0);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(5500);
+    const killed = c.r.stderr.map((l) => (l.startsWith('{') ? JSON.parse(l) : {})).find((r) => r.msg === 'workers did not stop in time; killing them');
+    expect(killed).toMatchObject({ level: 'error', workers: [expect.objectContaining({ pid: hung })] });
+  }, 60_000);
 });
