@@ -3,37 +3,14 @@
  * the Basic challenge with the token as the password and resends it for the page's EventSource
  * (`/events`), which could not carry a bearer header of its own.
  */
-import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { describeWithChromium, useChromium } from '../helpers/browser';
 import { connect, onTeardown, portOf, startEchoServer, startGateway } from '../helpers/net';
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = fs.existsSync(CHROMIUM);
-// As in status-browser.test.ts: under CI a missing browser is a failure, elsewhere a visible skip.
-if (!haveChromium && process.env.CI) throw new Error(`${CHROMIUM} is missing: the status-page browser tests need Debian's chromium package`);
-if (!haveChromium) {
-  // eslint-disable-next-line no-console
-  console.warn(`SKIPPED admin-auth browser tests: ${CHROMIUM} is missing (apt-get install -y chromium)`);
-}
-const describeIfChromium = haveChromium ? describe : describe.skip;
-
+const describeIfChromium = describeWithChromium('admin-auth browser tests');
+const browserOf = useChromium();
 const TOKEN = 'browser-token-5c1d0e8f2a9b';
 const WAIT = 10_000;
-let browser: Browser;
-
-beforeAll(async () => {
-  if (!haveChromium) return;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    timeout: 30_000,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-}, 40_000);
-
-afterAll(async () => {
-  await browser?.close();
-});
 
 describeIfChromium('the live page behind a token, over HTTPS, in headless Chromium', () => {
   test('with the token as the Basic password the page loads and its event stream goes live; with another, 401; with none, no page', async () => {
@@ -50,17 +27,17 @@ services:
     // The test CA is not the browser's: certificate errors are ignored, not the token. A browser
     // with nothing to answer the Basic challenge with (headless: no prompt) gets no page; had it
     // seen no challenge it can answer (Bearer alone), it would show the 401 page instead.
-    const anonymous = await browser.newContext({ ignoreHTTPSErrors: true });
+    const anonymous = await browserOf().newContext({ ignoreHTTPSErrors: true });
     onTeardown(() => anonymous.close());
     await expect((await anonymous.newPage()).goto(url, { timeout: WAIT })).rejects.toThrow(/ERR_INVALID_AUTH_CREDENTIALS/);
-    const wrong = await browser.newContext({ ignoreHTTPSErrors: true, httpCredentials: { username: 'ops', password: 'not-the-token-at-all' } });
+    const wrong = await browserOf().newContext({ ignoreHTTPSErrors: true, httpCredentials: { username: 'ops', password: 'not-the-token-at-all' } });
     onTeardown(() => wrong.close());
     const refused = await (await wrong.newPage()).goto(url, { timeout: WAIT });
     expect(refused?.status()).toBe(401);
     expect(await refused?.headerValue('www-authenticate')).toBe('Bearer realm="mapgate", Basic realm="mapgate", charset="UTF-8"');
     expect(await refused?.text()).toBe('unauthorized\n');
 
-    const context = await browser.newContext({ ignoreHTTPSErrors: true, httpCredentials: { username: 'ops', password: TOKEN } });
+    const context = await browserOf().newContext({ ignoreHTTPSErrors: true, httpCredentials: { username: 'ops', password: TOKEN } });
     onTeardown(() => context.close());
     const page = await context.newPage();
     page.setDefaultTimeout(WAIT);

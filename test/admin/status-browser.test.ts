@@ -1,22 +1,13 @@
-import * as fs from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { describeWithChromium, useChromium } from '../helpers/browser';
 import { createAdminServer } from '../../src/admin/admin';
 import type * as net from 'node:net';
 import { children, stopProcess } from '../helpers/cluster';
 import { connect, listen, onTeardown, portOf, startEchoServer, startGateway } from '../helpers/net';
 import { runCli, started, startedPort, writeConfig } from '../helpers/process';
 
-/** Debian's `chromium` package; CI installs it (see .ci/run). */
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = fs.existsSync(CHROMIUM);
-// Under CI (.ci/run installs chromium) a missing browser is a failure, never a silent skip; on a
-// developer's machine without it these tests are skipped, and say so.
-if (!haveChromium && process.env.CI) throw new Error(`${CHROMIUM} is missing: the status-page browser tests need Debian's chromium package`);
-if (!haveChromium) {
-  // eslint-disable-next-line no-console
-  console.warn(`SKIPPED status-browser tests: ${CHROMIUM} is missing (apt-get install -y chromium)`);
-}
-const describeIfChromium = haveChromium ? describe : describe.skip;
+const describeIfChromium = describeWithChromium('status-page browser tests');
+const browserOf = useChromium();
 
 /** A gateway relaying one service to an echo server at `port`, with up to 9 connections (per worker). */
 function echoConfig(port: number, extra = ''): string {
@@ -36,24 +27,9 @@ services:
 /** Every wait in this file is bounded by this (ms). */
 const WAIT = 10_000;
 
-let browser: Browser;
-
-beforeAll(async () => {
-  if (!haveChromium) return;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    timeout: 30_000,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-}, 40_000);
-
-afterAll(async () => {
-  await browser?.close();
-});
-
 /** Opens a page; collects console errors, page errors and CSP violations so a test can assert there were none. */
 async function openPage(url: string): Promise<{ page: Page; problems: string[] }> {
-  const context = await browser.newContext();
+  const context = await browserOf().newContext();
   onTeardown(() => context.close());
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT);

@@ -1,0 +1,38 @@
+import * as fs from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
+
+/** Debian's `chromium` package; CI installs it (see .ci/run). */
+export const CHROMIUM = '/usr/bin/chromium';
+
+/**
+ * `describe` when Chromium is installed. Under CI (.ci/run installs it) a missing browser is a
+ * failure, never a silent skip; on a developer's machine without it the tests are skipped, and
+ * say so.
+ */
+export function describeWithChromium(what: string): jest.Describe {
+  if (fs.existsSync(CHROMIUM)) return describe;
+  if (process.env.CI) throw new Error(`${CHROMIUM} is missing: the ${what} need Debian's chromium package`);
+  // eslint-disable-next-line no-console
+  console.warn(`SKIPPED ${what}: ${CHROMIUM} is missing (apt-get install -y chromium)`);
+  return describe.skip;
+}
+
+/**
+ * Headless Chromium for the file's tests: launched before them, closed after. The flags are the
+ * ones this closed network needs (no background networking, no component updates, no QUIC).
+ */
+export function useChromium(): () => Browser {
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    if (!fs.existsSync(CHROMIUM)) return;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      timeout: 30_000,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  }, 40_000);
+  afterAll(async () => {
+    await browser?.close();
+  });
+  return () => browser!;
+}
