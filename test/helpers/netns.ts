@@ -1,5 +1,8 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { onTeardown } from './net';
+
+const runAsync = promisify(execFile);
 
 /**
  * A network namespace of the test's own, reached from the root namespace over a veth pair:
@@ -60,4 +63,19 @@ export function createNamespace(slot = 0): Namespace {
   ip('netns', 'exec', ns.name, 'ip', 'link', 'set', ns.device, 'up');
   ip('netns', 'exec', ns.name, 'ip', 'link', 'set', 'lo', 'up');
   return ns;
+}
+
+/**
+ * One HTTP request made from inside a namespace (a client that is not on loopback), with an
+ * `authorization` header if given: its status (0: no answer) and body. Asynchronous: the server
+ * answering it may run in this process.
+ */
+export async function requestFrom(ns: string, method: string, url: string, authorization?: string): Promise<{ status: number; body: string }> {
+  const headers = authorization === undefined ? {} : { authorization };
+  const script = `fetch(${JSON.stringify(url)}, { method: ${JSON.stringify(method)}, headers: ${JSON.stringify(headers)} })` +
+    '.then(async (r) => console.log(r.status + " " + await r.text()), (e) => console.log("0 " + e.cause?.code))';
+  const { stdout } = await runAsync('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { timeout: 20_000 });
+  const out = stdout.replace(/\n$/, ''); // console.log's newline, not the body's
+  const space = out.indexOf(' ');
+  return { status: Number(out.slice(0, space)), body: out.slice(space + 1) };
 }

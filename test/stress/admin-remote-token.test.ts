@@ -1,33 +1,19 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { createGateway, loadConfigFile } from '../../src';
 import { metricValue, onTeardown } from '../helpers/net';
-import { createNamespace, netnsAvailable } from '../helpers/netns';
+import { createNamespace, netnsAvailable, requestFrom } from '../helpers/netns';
 
 /**
  * `admin.token` seen from a client that is not on loopback (a network namespace, as in
  * admin-remote.test.ts): the token opens /status there, and `POST /reload` stays refused with
  * 403 even with the token, and with 401 without it. Needs root and `ip netns`; skipped otherwise.
  */
-const run = promisify(execFile);
 const available = netnsAvailable();
 if (!available) console.warn('[stress] skipping the remote admin token test: "ip netns add" does not work here (it needs root and iproute2)');
 
 const TOKEN = 'remote-token-4a7c9e1b3d5f';
-
-/** One HTTP request made from inside the namespace, with `authorization` if given: its status (0: no answer) and body. */
-async function requestFrom(ns: string, method: string, url: string, authorization?: string): Promise<{ status: number; body: string }> {
-  const headers = authorization === undefined ? {} : { authorization };
-  const script = `fetch(${JSON.stringify(url)}, { method: ${JSON.stringify(method)}, headers: ${JSON.stringify(headers)} })` +
-    '.then(async (r) => console.log(r.status + " " + await r.text()), (e) => console.log("0 " + e.cause?.code))';
-  const { stdout } = await run('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { timeout: 20_000 });
-  const out = stdout.replace(/\n$/, '');
-  const space = out.indexOf(' ');
-  return { status: Number(out.slice(0, space)), body: out.slice(space + 1) };
-}
 
 describe('admin.token seen from a client that is not on loopback', () => {
   (available ? test : test.skip)('the token opens /status; POST /reload is 401 without it and 403 with it, and reloads nothing', async () => {

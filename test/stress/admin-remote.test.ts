@@ -1,31 +1,17 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { createGateway, loadConfigFile } from '../../src';
 import { metricValue, onTeardown } from '../helpers/net';
-import { createNamespace, netnsAvailable } from '../helpers/netns';
+import { createNamespace, netnsAvailable, requestFrom } from '../helpers/netns';
 
 /**
  * The admin endpoint follows `admin.listen`: bound to a non-loopback address it answers clients
  * there, but `POST /reload` stays loopback-only. Every other test's client is on loopback, so
  * this one runs its client in a network namespace. Needs root and `ip netns`; skipped otherwise.
  */
-const run = promisify(execFile);
 const available = netnsAvailable();
 if (!available) console.warn('[stress] skipping the remote admin test: "ip netns add" does not work here (it needs root and iproute2)');
-
-/** One HTTP request made from inside the namespace: its status (0: no answer) and body. */
-async function requestFrom(ns: string, method: string, url: string): Promise<{ status: number; body: string }> {
-  const script = `fetch(${JSON.stringify(url)}, { method: ${JSON.stringify(method)} })` +
-    '.then(async (r) => console.log(r.status + " " + await r.text()), (e) => console.log("0 " + e.cause?.code))';
-  // Asynchronously: the gateway answering it runs in this process.
-  const { stdout } = await run('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { timeout: 20_000 });
-  const out = stdout.replace(/\n$/, ''); // console.log's newline, not the body's
-  const space = out.indexOf(' ');
-  return { status: Number(out.slice(0, space)), body: out.slice(space + 1) };
-}
 
 describe('the admin endpoint seen from a client that is not on loopback', () => {
   (available ? test : test.skip)('answers /healthz and /status where admin.listen says, refuses POST /reload with 403 and reloads nothing', async () => {
