@@ -141,5 +141,17 @@ describe('Dockerfile', () => {
     await gw.destroy();
     const down = await run(process.execPath, argv.slice(1), { env: { ...process.env, MAPGATE_HEALTH_ADDR: `${admin.host}:${admin.port}` } });
     expect(down.code).toBe(1);
+
+    // An admin endpoint with admin.tls and a token: MAPGATE_HEALTH_SCHEME=https, and /healthz needs no token.
+    expect(env.MAPGATE_HEALTH_SCHEME).toBe('http');
+    const secure = await startGateway(`admin: { listen: "127.0.0.1:0", token: "a-token-of-twenty-chars", tls: { cert: server.pem, key: server.key } }
+log: { events: "off" }
+services: []
+`, { baseDir: join(ROOT, 'test', 'fixtures') });
+    const sa = secure.adminAddress()!;
+    const healthEnv = (scheme: string): NodeJS.ProcessEnv => ({ ...process.env, MAPGATE_HEALTH_ADDR: `${sa.host}:${sa.port}`, MAPGATE_HEALTH_SCHEME: scheme });
+    expect((await run(process.execPath, argv.slice(1), { env: healthEnv('https') })).code).toBe(0);
+    // Plain HTTP to the TLS endpoint is no answer.
+    expect((await run(process.execPath, argv.slice(1), { env: healthEnv('http') })).code).toBe(1);
   });
 });
