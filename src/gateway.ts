@@ -295,7 +295,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   /** Binds what `next` needs; the caller holds the reload lock and must commit or abort. */
-  private async prepare(next: GatewayConfig): Promise<PreparedReload & { ok: boolean }> {
+  private async prepare(next: GatewayConfig): Promise<PreparedReload> {
     if (this.state !== 'running') return { ok: false, result: this.reloadFailed(new MapgateError('MAPGATE_ERR_STATE', `gateway is ${this.state}`)) };
     const added = this.services.addNew(next.services);
     const plan = planListeners(next, this.interfaces());
@@ -350,7 +350,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     if (this.state !== 'running') return;
     try {
       const plan = planListeners(this.cfg, this.interfaces());
-      if (this.listenerSet.matches(plan)) return;
+      if (this.listenerSet.keepIfUnchanged(plan)) return;
       const fresh = await this.listenerSet.bind(plan, { hold: false, lenient: true });
       const diff = this.commitListeners(plan, fresh, this.cfg.shutdownGraceMs);
       if (diff.bound.length > 0 || diff.closed.length > 0) this.log('info', 'interface addresses changed', diff);

@@ -125,14 +125,15 @@ function ipv6(b: Buffer, at: number): string {
  * of an IPv6 listener) are sent as IPv6, IPv4-mapped, as HAProxy does.
  */
 export function encodeProxyHeader(version: 1 | 2, source: HeaderAddress, destination: HeaderAddress): Buffer {
-  let src = source.address;
-  let dst = destination.address;
+  // A link-local address's zone (`fe80::1%eth0`) means nothing to the receiver: neither format has room for it.
+  let src = stripZone(source.address);
+  let dst = stripZone(destination.address);
   const v4 = isIPv4(src) && isIPv4(dst);
   if (!v4) {
     if (isIPv4(src)) src = `::ffff:${src}`;
     if (isIPv4(dst)) dst = `::ffff:${dst}`;
   }
-  if (!(v4 || (isIPv6(stripZone(src)) && isIPv6(stripZone(dst))))) {
+  if (!(v4 || (isIPv6(src) && isIPv6(dst)))) {
     return version === 1 ? Buffer.from('PROXY UNKNOWN\r\n', 'latin1') : Buffer.concat([V2_SIGNATURE, Buffer.from([0x20, 0x00, 0x00, 0x00])]);
   }
   if (version === 1) {
@@ -150,8 +151,8 @@ export function encodeProxyHeader(version: 1 | 2, source: HeaderAddress, destina
     out.writeUInt16BE(source.port, 24);
     out.writeUInt16BE(destination.port, 26);
   } else {
-    writeIpv6(out, 16, stripZone(src));
-    writeIpv6(out, 32, stripZone(dst));
+    writeIpv6(out, 16, src);
+    writeIpv6(out, 32, dst);
     out.writeUInt16BE(source.port, 48);
     out.writeUInt16BE(destination.port, 50);
   }

@@ -74,8 +74,8 @@ export class ListenerSet {
     return [...this.waiting.values()].filter((w) => w.service === service).map((w) => ({ address: w.address, error: w.error }));
   }
 
-  /** Whether the listeners in force are exactly the plan's (then only its bookkeeping is updated). */
-  matches(plan: ListenPlan): boolean {
+  /** Whether the listeners in force are exactly the plan's; if so, only the bookkeeping follows it (waited-for addresses, services without one). */
+  keepIfUnchanged(plan: ListenPlan): boolean {
     const keys = new Set(plan.specs.map((p) => p.key));
     if (plan.specs.length !== this.listening.size || ![...this.listening.keys()].every((k) => keys.has(k))) return false;
     for (const key of this.waiting.keys()) if (!keys.has(key)) this.waiting.delete(key);

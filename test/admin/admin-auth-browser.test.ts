@@ -4,7 +4,7 @@
  * (`/events`), which could not carry a bearer header of its own.
  */
 import { join } from 'node:path';
-import { describeWithChromium, useChromium } from '../helpers/browser';
+import { describeWithChromium, useChromium, watchedPage } from '../helpers/browser';
 import { connect, onTeardown, portOf, startEchoServer, startGateway } from '../helpers/net';
 
 const describeIfChromium = describeWithChromium('admin-auth browser tests');
@@ -37,13 +37,7 @@ services:
     expect(await refused?.headerValue('www-authenticate')).toBe('Bearer realm="mapgate", Basic realm="mapgate", charset="UTF-8"');
     expect(await refused?.text()).toBe('unauthorized\n');
 
-    const context = await browserOf().newContext({ ignoreHTTPSErrors: true, httpCredentials: { username: 'ops', password: TOKEN } });
-    onTeardown(() => context.close());
-    const page = await context.newPage();
-    page.setDefaultTimeout(WAIT);
-    const problems: string[] = [];
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
-    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+    const { page, problems } = await watchedPage(browserOf(), { ignoreHTTPSErrors: true, httpCredentials: { username: 'ops', password: TOKEN } });
     const events: number[] = [];
     page.on('response', (r) => { if (new URL(r.url()).pathname === '/events') events.push(r.status()); });
     const res = await page.goto(url, { timeout: WAIT });

@@ -1,9 +1,9 @@
 import type { Page } from 'playwright-core';
-import { describeWithChromium, useChromium } from '../helpers/browser';
+import { describeWithChromium, useChromium, watchedPage } from '../helpers/browser';
 import { createAdminServer } from '../../src/admin/admin';
 import type * as net from 'node:net';
 import { children, stopProcess } from '../helpers/cluster';
-import { connect, listen, onTeardown, portOf, startEchoServer, startGateway } from '../helpers/net';
+import { connect, listen, portOf, startEchoServer, startGateway } from '../helpers/net';
 import { runCli, started, startedPort, writeConfig } from '../helpers/process';
 
 const describeIfChromium = describeWithChromium('status-page browser tests');
@@ -29,13 +29,7 @@ const WAIT = 10_000;
 
 /** Opens a page; collects console errors, page errors and CSP violations so a test can assert there were none. */
 async function openPage(url: string): Promise<{ page: Page; problems: string[] }> {
-  const context = await browserOf().newContext();
-  onTeardown(() => context.close());
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT);
-  const problems: string[] = [];
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  const { page, problems } = await watchedPage(browserOf());
   const res = await page.goto(url, { timeout: WAIT });
   expect(res?.status()).toBe(200);
   return { page, problems };

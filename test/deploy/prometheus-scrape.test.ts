@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml, stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load';
 import { createGateway, type Gateway } from '../../src/gateway';
+import { PrometheusServer } from './prometheus-server';
 import { ROOT, repoFile, run, which } from './tools';
 
 /**
@@ -24,8 +23,7 @@ const example = parseYaml(repoFile(EXAMPLE)) as { scrape_configs: Job[] };
 
 let dir = '';
 let gateway: Gateway;
-let prometheus: ChildProcess | null = null;
-let prometheusLog = '';
+let prometheus: PrometheusServer | null = null;
 let promUrl = '';
 
 /** The example's job with this test's CA, server name and target; it sends the token `credentialsFile` holds. */
@@ -39,28 +37,6 @@ function localJob(name: string, credentialsFile: string, target: string): Job {
   job.scrape_timeout = '1s';
   job.static_configs = [{ targets: [target] }];
   return job;
-}
-
-/**
- * A port nothing listens on right now, for Prometheus, which cannot listen on port 0 and say
- * which port it got (as in prometheus.test.ts).
- */
-async function unusedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (prometheus?.exitCode !== null && prometheus?.exitCode !== undefined) throw new Error(`prometheus exited ${prometheus.exitCode}: ${prometheusLog}`);
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; prometheus log: ${prometheusLog.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 interface Target { labels: { job: string }; health: string; lastError: string; scrapeUrl: string }
@@ -85,32 +61,15 @@ services: []
   writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
   writeFileSync(join(dir, 'wrong-token'), 'not-the-token-at-all\n');
   const target = `127.0.0.1:${admin.port}`;
-  writeFileSync(join(dir, 'prometheus.yml'), stringify({
+  prometheus = await PrometheusServer.start(dir, stringify({
     global: { scrape_interval: '1s' },
     scrape_configs: [localJob('mapgate', join(dir, 'token'), target), localJob('mapgate-wrong-token', join(dir, 'wrong-token'), target)],
   }));
-  const promPort = await unusedPort();
-  promUrl = `http://127.0.0.1:${promPort}`;
-  prometheus = spawn(which('prometheus') ?? 'prometheus', [
-    `--config.file=${join(dir, 'prometheus.yml')}`,
-    `--storage.tsdb.path=${join(dir, 'data')}`,
-    `--web.listen-address=127.0.0.1:${promPort}`,
-    '--log.level=warn',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
-  prometheus.stderr!.setEncoding('utf8').on('data', (d: string) => (prometheusLog = (prometheusLog + d).slice(-8000)));
-  prometheus.once('error', (err) => (prometheusLog += String(err)));
-  await until('prometheus ready', 30_000, async () => (await fetch(`${promUrl}/-/ready`)).status === 200);
+  promUrl = prometheus.url;
 }, 60_000);
 
 afterAll(async () => {
-  if (prometheus && prometheus.exitCode === null && prometheus.signalCode === null) {
-    const p = prometheus;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    const timer = setTimeout(() => p.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
+  await prometheus?.stop();
   await gateway?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
 }, 30_000);
@@ -134,7 +93,7 @@ describe('the scrape job for a protected admin endpoint (deploy/prometheus/scrap
   });
 
   test('a real Prometheus running the job scrapes the gateway over HTTPS with the token; with another token it gets 401', async () => {
-    await until('both targets scraped', 30_000, async () => (await targets()).every((t) => t.health !== 'unknown') && (await targets()).length === 2);
+    await prometheus!.until('both targets scraped', 30_000, async () => (await targets()).every((t) => t.health !== 'unknown') && (await targets()).length === 2);
     const byJob = new Map((await targets()).map((t) => [t.labels.job, t]));
     expect(byJob.get('mapgate')).toMatchObject({ health: 'up', lastError: '', scrapeUrl: expect.stringMatching(/^https:\/\//) });
     expect(byJob.get('mapgate-wrong-token')).toMatchObject({ health: 'down', lastError: expect.stringContaining('401') });

@@ -1,5 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../../src/config/load';
 import { createGateway, type Gateway } from '../../src/gateway';
 import { withBool, substitute } from './promql';
+import { PrometheusServer, unusedPort } from './prometheus-server';
 import { ROOT, repoFile, run, which } from './tools';
 
 /**
@@ -33,8 +33,7 @@ const panels = dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])]).filter(
 interface Sample { metric: Record<string, string>; value: [number, string] }
 interface QueryResult { status: string; error?: string; data: { resultType: string; result: Sample[] } }
 
-let prometheus: ChildProcess | null = null;
-let prometheusLog = '';
+let prometheus: PrometheusServer | null = null;
 let promUrl = '';
 let gateway: Gateway;
 let dir = '';
@@ -50,18 +49,6 @@ function listenLocal(server: net.Server, port = 0): Promise<number> {
     server.once('error', reject);
     server.listen({ host: '127.0.0.1', port }, () => resolve((server.address() as net.AddressInfo).port));
   });
-}
-
-/**
- * A port nothing listens on right now: bind port 0, read the port, close. Only because
- * Prometheus cannot listen on port 0 and report the port it got; everything else in this test
- * listens on port 0 itself.
- */
-async function unusedPort(): Promise<number> {
-  const s = net.createServer();
-  const port = await listenLocal(s);
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 function dial(port: number, localAddress?: string): net.Socket {
@@ -106,16 +93,6 @@ async function api<T>(path: string): Promise<T> {
   const body = (await res.json()) as { status: string; data: T };
   if (body.status !== 'success') throw new Error(`${path}: ${JSON.stringify(body)}`);
   return body.data;
-}
-
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (prometheus?.exitCode !== null && prometheus?.exitCode !== undefined) throw new Error(`prometheus exited ${prometheus.exitCode}: ${prometheusLog}`);
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; prometheus log: ${prometheusLog.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 beforeAll(async () => {
@@ -176,9 +153,7 @@ services:
     }
   })();
 
-  const promPort = await unusedPort();
-  promUrl = `http://127.0.0.1:${promPort}`;
-  writeFileSync(join(dir, 'prometheus.yml'), [
+  prometheus = await PrometheusServer.start(dir, [
     'global: { scrape_interval: 1s, evaluation_interval: 1s }',
     `rule_files: [${JSON.stringify(join(ROOT, ALERTS))}]`,
     'scrape_configs:',
@@ -186,18 +161,9 @@ services:
     `    static_configs: [{ targets: ["${admin.host}:${admin.port}"] }]`,
     '',
   ].join('\n'));
-  prometheus = spawn(which('prometheus') ?? 'prometheus', [
-    `--config.file=${join(dir, 'prometheus.yml')}`,
-    `--storage.tsdb.path=${join(dir, 'data')}`,
-    `--web.listen-address=127.0.0.1:${promPort}`,
-    '--log.level=warn',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
-  prometheus.stderr!.setEncoding('utf8').on('data', (d: string) => (prometheusLog = (prometheusLog + d).slice(-8000)));
-  prometheus.once('error', (err) => (prometheusLog += String(err)));
-
-  await until('prometheus ready', 30_000, async () => (await fetch(`${promUrl}/-/ready`)).status === 200);
+  promUrl = prometheus.url;
   // Enough scrapes for every rate() window, with failures and both kinds of reject in them.
-  await until('10 scrapes with traffic', 60_000, async () => {
+  await prometheus!.until('10 scrapes with traffic', 60_000, async () => {
     const checks = [
       `count_over_time(up{job="${JOB}"}[1m]) >= 10`,
       'increase(mapgate_upstream_connect_failures_total{service="mail"}[10s]) > 0',
@@ -213,14 +179,7 @@ services:
 afterAll(async () => {
   stopping = true;
   await traffic;
-  if (prometheus && prometheus.exitCode === null && prometheus.signalCode === null) {
-    const p = prometheus;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    const timer = setTimeout(() => p.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  }
+  await prometheus?.stop();
   for (const s of sockets) s.destroy();
   await gateway?.destroy();
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
@@ -282,7 +241,7 @@ describe('alert rules and dashboard, against a real Prometheus scraping mapgate'
     expect(loaded.map((r) => r.name).sort()).toEqual(rules.map((r) => r.alert).sort());
     for (const r of loaded) expect({ name: r.name, health: r.health, lastError: r.lastError ?? '' }).toEqual({ name: r.name, health: 'ok', lastError: '' });
     let alerts: Array<{ labels: Record<string, string>; annotations: Record<string, string>; state: string }> = [];
-    await until('pending alerts', 20_000, async () => {
+    await prometheus!.until('pending alerts', 20_000, async () => {
       alerts = (await api<{ alerts: typeof alerts }>('/api/v1/alerts')).alerts;
       return alerts.some((a) => a.labels.alertname === 'MapgateUpstreamConnectFailures') && alerts.some((a) => a.labels.alertname === 'MapgateConnectionLimitSaturation');
     });

@@ -125,6 +125,11 @@ describe('encodeProxyHeader', () => {
     expect(parseProxyHeader(encodeProxyHeader(2, { address: '10.0.0.5', port: 1 }, { address: '::1', port: 2 }))).toMatchObject({ header: { source: { address: '::ffff:10.0.0.5' }, destination: { address: '::1' } } });
   });
 
+  test('a link-local zone is left out: neither format can carry it', () => {
+    expect(encodeProxyHeader(1, { address: 'fe80::5%eth1', port: 1 }, { address: 'fe80::1%eth1', port: 2 }).toString()).toBe('PROXY TCP6 fe80::5 fe80::1 1 2\r\n');
+    expect(parseProxyHeader(encodeProxyHeader(2, { address: 'fe80::5%eth1', port: 1 }, { address: 'fe80::1%eth1', port: 2 }))).toMatchObject({ header: { source: { address: 'fe80::5' }, destination: { address: 'fe80::1' } } });
+  });
+
   test('the exact bytes of a v2 IPv4 header', () => {
     expect(encodeProxyHeader(2, { address: '10.0.0.5', port: 0x1234 }, { address: '10.0.0.1', port: 0x8f }).toString('hex'))
       .toBe('0d0a0d0a000d0a515549540a' + '21' + '11' + '000c' + '0a000005' + '0a000001' + '1234' + '008f');

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type BrowserContextOptions, type Page } from 'playwright-core';
+import { onTeardown } from './net';
 
 /** Debian's `chromium` package; CI installs it (see .ci/run). */
 export const CHROMIUM = '/usr/bin/chromium';
@@ -35,4 +36,22 @@ export function useChromium(): () => Browser {
     await browser?.close();
   });
   return () => browser!;
+}
+
+/** Every wait of a browser test is bounded by this (ms). */
+export const PAGE_WAIT_MS = 10_000;
+
+/**
+ * A page in a fresh context of `browser` (closed at teardown), collecting console errors and page
+ * errors (CSP violations among them) so a test can assert there were none.
+ */
+export async function watchedPage(browser: Browser, options: BrowserContextOptions = {}): Promise<{ page: Page; problems: string[] }> {
+  const context = await browser.newContext(options);
+  onTeardown(() => context.close());
+  const page = await context.newPage();
+  page.setDefaultTimeout(PAGE_WAIT_MS);
+  const problems: string[] = [];
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  return { page, problems };
 }
