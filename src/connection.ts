@@ -1,13 +1,15 @@
 import type { Socket } from 'node:net';
-import type { ServiceConfig, User } from './config/types';
+import type { MappingRule, Schedule, ServiceConfig, User } from './config/types';
 import { hostPortLabel } from './config/parse-values';
 import type { ClientConnectEvent, ClientDisconnectEvent, DisconnectReason } from './events/events';
 import { encodeProxyHeader } from './front/proxy-header';
 import type { FrontContext, FrontRefusal, FrontStage } from './front/stage';
 import type { LiveBytes, ServiceMetrics } from './metrics/metrics';
 import { Relay, type RelayOwner, type RelayResult } from './relay/relay';
-import { parseClientAddress } from './config/cidr';
-import { identify } from './route/identify';
+import { parseClientAddress, type ClientAddress } from './config/cidr';
+import type { Admission, Limiter } from './policy/limits';
+import type { NeighbourTable } from './route/neighbours';
+import { identify, type Auth } from './route/identify';
 import { route } from './route/route';
 import { Dial, type DialFailure, type DialSuccess, type TlsSessionCache } from './upstream/dial';
 
@@ -19,11 +21,17 @@ export interface ServiceState {
   front: readonly FrontStage[];
   /** Also holds the open-connection count (`metrics.active.value`), kept across reloads. */
   readonly metrics: ServiceMetrics;
+  /** Per-source and per-user counts and rate buckets, kept across reloads. */
+  readonly limiter: Limiter;
 }
 
 /** What a connection needs from the gateway that owns it. */
 export interface ConnectionHost {
   readonly users: readonly User[];
+  /** Where clients' MAC addresses are looked up; null when no user is recognised by MAC. */
+  readonly neighbours: NeighbourTable | null;
+  /** The clock schedules and rate limits read (ms); injected by tests. */
+  now(): number;
   readonly sessions: TlsSessionCache;
   readonly open: Set<Connection>;
   countBytes(c: Connection): void;
@@ -90,6 +98,10 @@ export class Connection implements LiveBytes, RelayOwner {
   /** The front stage running now, while the handshake deadline runs. */
   private stage: FrontStage | null = null;
   private dial: Dial | null = null;
+  /** The mapping that routed it (null: the default destination). */
+  private rule: MappingRule | null = null;
+  /** Its place in the per-source and per-user counts, given back when it ends. */
+  private admission: Admission | null = null;
   private relay: Relay | null = null;
   private served: DialSuccess | null = null;
   private finished = false;
@@ -115,9 +127,11 @@ export class Connection implements LiveBytes, RelayOwner {
   /** The client's `address:port`, as the gateway believes it. */
   get client(): string { return this.connectEvent?.client ?? (this.ctx ? hostPortLabel(this.ctx.client.address, this.ctx.client.port) : ''); }
   get user(): string | null { return this.connectEvent?.user ?? null; }
-  get auth(): 'certificate' | 'source' | null { return this.connectEvent?.auth ?? null; }
+  get auth(): Auth { return this.connectEvent?.auth ?? null; }
   get sni(): string | null { return this.ctx?.tls?.sni ?? null; }
   get destination(): string | null { return this.served?.destination.label ?? this.connectEvent?.destination ?? null; }
+  /** The schedule it closes with (its mapping's, when that says `endAtClose`), or null. */
+  get endsWith(): Schedule | null { return this.rule?.endAtClose ? this.rule.schedule : null; }
   get state(): 'handshake' | 'connecting' | 'relaying' | 'closed' {
     return this.finished ? 'closed' : this.relay ? 'relaying' : this.connectEvent ? 'connecting' : 'handshake';
   }
@@ -135,7 +149,7 @@ export class Connection implements LiveBytes, RelayOwner {
     if (stages.length === 0) return this.routeAndDial(address, port);
     this.ctx = { client: { address, port }, local: { address: socket.localAddress ?? '', port: socket.localPort ?? 0 }, tls: null };
     // A handshake holds a slot like any connection: a flood of slow handshakes meets the limit.
-    if (svc.metrics.active.value >= svc.config.maxConnections) return this.refuse('limit', null);
+    if (svc.metrics.active.value >= svc.config.maxConnections) return this.refuse('limit', 'service');
     this.admit();
     this.deadline = setTimeout(onHandshakeTimeout, svc.config.handshakeTimeoutMs, this);
     this.runStage(stages, 0);
@@ -188,22 +202,42 @@ export class Connection implements LiveBytes, RelayOwner {
   }
 
   private routeAndDial(address: string, port: number): void {
-    const { svc, host, ctx } = this;
     const client = parseClientAddress(address);
+    const neighbours = this.host.neighbours;
+    // A certificate outranks a MAC address, so only a client without one is looked up.
+    if (neighbours !== null && client !== null && client.family === 4 && !this.ctx?.tls?.certificate) {
+      const mac = neighbours.lookupSync(client.text);
+      if (mac !== undefined) return this.decide(address, port, client, mac);
+      neighbours.lookup(client.text, (found) => this.decide(address, port, client, found));
+      return;
+    }
+    this.decide(address, port, client, null);
+  }
+
+  /** Identifies, routes and applies the limits; then dials, or refuses with the reason. */
+  private decide(address: string, port: number, client: ClientAddress | null, mac: string | null): void {
+    if (this.finished) return;
+    const { svc, host, ctx } = this;
+    const config = svc.config;
     const tlsInfo = ctx?.tls ?? null;
-    const identity = identify(host.users, client, tlsInfo?.certificate ?? null);
-    const r = route(svc.config, { client, user: identity.user, sni: tlsInfo?.sni ?? null });
+    const identity = identify(host.users, client, tlsInfo?.certificate ?? null, mac);
+    const now = host.now();
+    const r = route(config, { client, user: identity.user, sni: tlsInfo?.sni ?? null, now });
     const first = r.action === 'forward' ? r.destinations[0] : null;
     this.connectEvent = {
       event: 'ClientConnect', id: this.id, service: this.service, listener: this.listener, client: hostPortLabel(address, port),
       user: identity.user, auth: identity.auth, sni: tlsInfo?.sni ?? null, alpn: tlsInfo?.alpn ?? null,
       destination: first?.label ?? null, tls: first?.tls != null, time: new Date(this.since).toISOString(),
     };
-    if (!this.admitted && svc.metrics.active.value >= svc.config.maxConnections) return this.refuse('limit', null);
+    if (!this.admitted && svc.metrics.active.value >= config.maxConnections) return this.refuse('limit', 'service');
     if (r.action === 'reject') return this.refuse(r.reason, null);
+    const admission = svc.limiter.admit(config.limits, client?.text ?? address, identity.user, now);
+    if (typeof admission === 'string') return this.refuse('limit', admission);
+    this.admission = admission;
+    this.rule = r.rule;
     if (!this.admitted) this.admit();
     this.announce();
-    this.dial = new Dial(r.destinations, svc.config.connectTimeoutMs, host.sessions, this);
+    this.dial = new Dial(r.destinations, config.connectTimeoutMs, host.sessions, this);
   }
 
   /** Counted open from now: the limit, `/status` and shutdown see it. */
@@ -238,7 +272,7 @@ export class Connection implements LiveBytes, RelayOwner {
     return encodeProxyHeader(version, client, local);
   }
 
-  /** Ends the connection now (shutdown, drain deadline). */
+  /** Ends the connection now (shutdown, drain deadline, its schedule closing). */
   abort(reason: DisconnectReason): void {
     if (this.finished) return;
     if (this.relay) return this.relay.abort(reason);
@@ -316,6 +350,7 @@ export class Connection implements LiveBytes, RelayOwner {
     const { svc, host } = this;
     svc.metrics.active.value--;
     host.open.delete(this);
+    this.admission?.release();
     host.countBytes(this);
     svc.metrics.outcome(reason);
     const durationMs = Date.now() - this.since;

@@ -20,6 +20,9 @@ import { networkInterfaces } from 'node:os';
 import { Metrics } from './metrics/metrics';
 import { FdMonitor } from './fd-monitor';
 import { TlsSessionCache } from './upstream/dial';
+import { NeighbourTable } from './route/neighbours';
+import { anyMacUsers } from './route/identify';
+import { ScheduleCloser } from './policy/end-at-close';
 import { VERSION } from './version';
 
 export interface GatewayOptions {
@@ -35,6 +38,12 @@ export interface GatewayOptions {
   fdCheckMs?: number;
   /** Other processes write events to the same stdout/stderr (cluster workers): keep lines whole. */
   sharedEventLog?: boolean;
+  /** The clock schedules and rate limits read (ms since the epoch); default `Date.now`. Tests move it. */
+  clock?: () => number;
+  /** Rate buckets each service keeps at most (one per client address); default 16384. */
+  limiterSources?: number;
+  /** The kernel's IPv4 neighbour table, for users by MAC; default `/proc/net/arp`. */
+  neighbourTable?: string;
 }
 
 /** The outcome of a reload, also logged as one line. */
@@ -96,14 +105,20 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   private watcher: ConfigWatch | null = null;
   private fdMonitor: FdMonitor | null = null;
   private readonly options: GatewayOptions;
+  /** Set while some user is recognised by MAC address. */
+  neighbours: NeighbourTable | null = null;
+  readonly now: () => number;
+  private readonly closer: ScheduleCloser;
 
   constructor(config: GatewayConfig, options: GatewayOptions = {}) {
     super();
     this.cfg = config;
     this.options = options;
     this.metrics = new Metrics(VERSION, () => this.open, () => this.sink?.dropped ?? 0, options);
-    this.services = new ServiceRegistry(this.metrics);
+    this.services = new ServiceRegistry(this.metrics, options.limiterSources);
     this.open = this.services.open;
+    this.now = options.clock ?? Date.now;
+    this.closer = new ScheduleCloser(this.now, this.open);
   }
 
   get config(): GatewayConfig { return this.cfg; }
@@ -123,6 +138,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
         await this.sink.ready();
       }
       this.services.addNew(this.cfg.services);
+      this.followPolicy(this.cfg);
       const plan = planListeners(this.cfg, this.interfaces());
       this.commitListeners(plan, await this.listenerSet.bind(plan, { hold: false, lenient: false }), this.cfg.shutdownGraceMs);
       if (this.cfg.admin) this.admin = await this.startAdmin(this.cfg.admin.host, this.cfg.admin.port);
@@ -178,6 +194,22 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     return this.closing;
   }
 
+  /**
+   * Closes the connections whose mapping's schedule has closed (reason `schedule`) and sets the
+   * timer for the next change. The timer calls it; a test that moved the injected clock may too.
+   */
+  enforceSchedules(): number {
+    return this.closer.check();
+  }
+
+  /** What the config in force asks of the policy: the neighbour table for MAC users, the schedules connections end by. */
+  private followPolicy(config: GatewayConfig): void {
+    if (!anyMacUsers(config.users)) this.neighbours = null;
+    else this.neighbours ??= new NeighbourTable({ file: this.options.neighbourTable });
+    const ending = config.services.flatMap((s) => s.mappings).filter((m) => m.endAtClose && m.schedule !== null).map((m) => m.schedule!);
+    this.closer.follow(config.schedules, ending);
+  }
+
   /** Open connections and per-service totals, for `/status`. */
   status(): GatewayStatus {
     const listeners = this.listenerSet;
@@ -188,6 +220,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       listenersOf: (svc) => listeners.of(svc),
       waitingFor: (name) => listeners.waitingFor(name),
       open: this.open,
+      clock: this.now(),
     });
   }
 
@@ -323,6 +356,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     const restartOnly = ['admin', 'events', 'workers', 'interfacePollMs'].filter((k) => (k === 'admin' ? adminRestartKey(this.cfg.admin) !== adminRestartKey(next.admin) : JSON.stringify((this.cfg as never)[k]) !== JSON.stringify((next as never)[k])));
     this.cfg = next;
     this.watcher?.follow(next);
+    this.followPolicy(next);
     const diff = this.commitListeners(plan, fresh, next.shutdownGraceMs);
     this.metrics.reloads.labels('success').inc();
     this.metrics.lastReloadOk.set(1);
@@ -458,6 +492,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.watcher?.close();
     this.watcher = null;
     this.fdMonitor?.stop();
+    this.closer.stop();
     await this.listenerSet.closeAll();
     if (this.admin) {
       const admin = this.admin;

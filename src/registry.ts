@@ -3,6 +3,7 @@ import type { ServiceConfig } from './config/types';
 import { sameService } from './config/diff';
 import { buildFrontStages } from './front/build';
 import type { Metrics, ServiceMetrics } from './metrics/metrics';
+import { Limiter } from './policy/limits';
 
 /**
  * The services a gateway runs and the connections it has open: each service's config in force,
@@ -16,7 +17,8 @@ export class ServiceRegistry {
   /** Every connection counted open (connections add and remove themselves). */
   readonly open = new Set<Connection>();
 
-  constructor(private readonly metrics: Metrics) {}
+  /** @param limiterSources rate buckets each service keeps at most (one per client address). */
+  constructor(private readonly metrics: Metrics, private readonly limiterSources?: number) {}
 
   get(name: string): ServiceState | undefined { return this.services.get(name); }
   values(): IterableIterator<ServiceState> { return this.services.values(); }
@@ -26,7 +28,9 @@ export class ServiceRegistry {
     const added: string[] = [];
     for (const config of configs) {
       if (this.services.has(config.name)) continue;
-      const state: ServiceState = { config, front: buildFrontStages(config), metrics: this.metrics.service(config.name, config.maxConnections) };
+      const state: ServiceState = {
+        config, front: buildFrontStages(config), metrics: this.metrics.service(config.name, config.maxConnections), limiter: new Limiter(this.limiterSources),
+      };
       state.metrics.setCertificateExpiry(config.accept.tls?.notAfter ?? null);
       this.services.set(config.name, state);
       added.push(config.name);

@@ -23,6 +23,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 #link[data-state="open"] { color: #2a2; }
 #link[data-state="closed"] { color: #d33; }
 .full { color: #d33; font-weight: 600; }
+.open { color: #2a2; }
+.shut { color: var(--muted); }
 `;
 
 const SCRIPT = `
@@ -65,6 +67,24 @@ const SCRIPT = `
     }
     for (var i = 0; i < rows.length; i++) tbody.appendChild(rows[i]);
   }
+  function policy(v) {
+    var td = el('td');
+    var l = v.limits || {}, parts = [];
+    if (l.perSource !== null && l.perSource !== undefined) parts.push(l.perSource + ' per source');
+    if (l.perUser !== null && l.perUser !== undefined) parts.push(l.perUser + ' per user');
+    if (l.rate) parts.push(l.rate + ' per source');
+    if (parts.length) td.appendChild(el('div', 'limits: ' + parts.join(', ')));
+    var sch = Array.isArray(v.schedules) ? v.schedules : [];
+    for (var i = 0; i < sch.length; i++) {
+      var x = sch[i];
+      var next = x.nextChange ? (x.open ? ', closes ' : ', opens ') + new Date(x.nextChange).toLocaleString() : '';
+      var line = el('div', 'mapping ' + x.mapping + ': ' + x.schedule + ' ' + (x.open ? 'open' : 'closed') + next + (x.endAtClose ? ' (ends connections at close)' : ''), x.open ? 'open' : 'shut');
+      line.setAttribute('data-schedule', String(x.schedule));
+      td.appendChild(line);
+    }
+    if (!td.firstChild) td.textContent = '-';
+    return td;
+  }
   function render(s) {
     $('version').textContent = String(s.version);
     $('state').textContent = String(s.state);
@@ -74,8 +94,8 @@ const SCRIPT = `
     replaceBody($('services'), services.map(function (v) {
       var listeners = (v.listeners || []).map(function (l) { return l.address + (l.intercept ? ' (intercept)' : ''); }).join(', ');
       var load = el('td', v.active + ' / ' + v.maxConnections, 'num' + (v.active >= v.maxConnections ? ' full' : ''));
-      return row([el('td', v.name), el('td', listeners), load]);
-    }), 3, 'no services');
+      return row([el('td', v.name), el('td', listeners), load, policy(v)]);
+    }), 4, 'no services');
     replaceBody($('connections'), conns.map(function (c) {
       var since = el('td', age(c.seconds));
       since.title = String(c.since);
@@ -111,7 +131,7 @@ const HTML = `<!doctype html>
 updated <span id="updated">never</span> &middot; <span id="link" data-state="closed">connecting</span></div>
 <h2>Services</h2>
 <table>
-<thead><tr><th>Service</th><th>Listeners</th><th class="num">Active / max</th></tr></thead>
+<thead><tr><th>Service</th><th>Listeners</th><th class="num">Active / max</th><th>Limits and schedules</th></tr></thead>
 <tbody id="services"></tbody>
 </table>
 <h2>Open connections (<span id="count">0</span>)</h2>

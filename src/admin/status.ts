@@ -1,5 +1,19 @@
+import type { Auth } from '../route/identify';
 import type { Connection, ServiceState } from '../connection';
 import type { Listener } from '../listen/listener-set';
+import { isOpen, nextChange } from '../policy/schedule';
+
+/** A mapping with a schedule: whether it matches now, and when that next changes. */
+export interface ScheduleStatus {
+  /** Its index in the service's `mappings`. */
+  readonly mapping: number;
+  readonly schedule: string;
+  readonly timezone: string;
+  readonly open: boolean;
+  /** ISO-8601; null when it never changes (always open or never). */
+  readonly nextChange: string | null;
+  readonly endAtClose: boolean;
+}
 
 /** One service in `/status`. */
 export interface ServiceStatus {
@@ -9,6 +23,9 @@ export interface ServiceStatus {
   readonly listeners: ReadonlyArray<{ readonly address: string; readonly intercept: boolean }>;
   /** Addresses of its interfaces it could not bind yet, retried at every interface poll. */
   readonly waiting: ReadonlyArray<{ readonly address: string; readonly error: string }>;
+  /** What one client may take (null: no such limit); `rate` as written, e.g. `20/s`. */
+  readonly limits: { readonly perSource: number | null; readonly perUser: number | null; readonly rate: string | null };
+  readonly schedules: readonly ScheduleStatus[];
 }
 
 /** One open connection in `/status`, as the gateway believes it (the client a PROXY header named, the user a certificate did). */
@@ -17,7 +34,7 @@ export interface ConnectionStatus {
   readonly service: string;
   readonly client: string;
   readonly user: string | null;
-  readonly auth: 'certificate' | 'source' | null;
+  readonly auth: Auth;
   readonly sni: string | null;
   readonly destination: string | null;
   readonly state: string;
@@ -42,6 +59,8 @@ export interface StatusSources {
   listenersOf(service: ServiceState): readonly Listener[];
   waitingFor(service: string): Array<{ address: string; error: string }>;
   readonly open: Iterable<Connection>;
+  /** The clock schedules are read by (the gateway's, injected in tests). */
+  readonly clock: number;
 }
 
 /** The `/status` snapshot of one gateway process at `now` (ms). */
@@ -55,6 +74,14 @@ export function statusSnapshot(src: StatusSources, now = Date.now()): GatewaySta
       maxConnections: s.config.maxConnections,
       listeners: src.listenersOf(s).map((l) => ({ address: l.label, intercept: l.intercept })),
       waiting: src.waitingFor(s.config.name),
+      limits: { perSource: s.config.limits.perSource, perUser: s.config.limits.perUser, rate: s.config.limits.rate?.text ?? null },
+      schedules: s.config.mappings.filter((m) => m.schedule !== null).map((m) => {
+        const next = nextChange(m.schedule!, src.clock);
+        return {
+          mapping: m.index, schedule: m.schedule!.name, timezone: m.schedule!.timezone, open: isOpen(m.schedule!, src.clock),
+          nextChange: next === null ? null : new Date(next).toISOString(), endAtClose: m.endAtClose,
+        };
+      }),
     })),
     connections: [...src.open].map((c) => ({
       id: c.id, service: c.service, client: c.client, user: c.user, auth: c.auth, sni: c.sni, destination: c.destination, state: c.state,

@@ -39,6 +39,11 @@ export function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
 const PATTERN_HINTS: Record<string, string> = {
   duration: 'must be a duration such as 250ms, 5s, 15m or 1h',
   name: "must be 1 to 128 letters, digits, '-' or '_'",
+  clockTime: 'must be a time HH:MM from 00:00 to 23:59',
+  clockEnd: 'must be a time HH:MM from 00:00 to 24:00',
+  mac: 'must be a MAC address such as 52:54:00:12:34:56',
+  rate: 'must be a rate such as 20/s, 100/m or 1000/h, or off',
+  limitCount: 'must be a number or off',
 };
 
 const TYPE_WORDS: Record<string, string> = {

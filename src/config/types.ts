@@ -38,6 +38,8 @@ export interface CertificateMatch {
 export interface User {
   readonly name: string;
   readonly sources: readonly Cidr[];
+  /** MAC addresses (lower case, `aa:bb:cc:dd:ee:ff`) the client's IPv4 address resolves to in the kernel's neighbour table. */
+  readonly macs: readonly string[];
   /** Alternatives: a verified client certificate matching any one makes the client this user. */
   readonly certificates: readonly CertificateMatch[];
 }
@@ -63,6 +65,44 @@ export interface AcceptConfig {
   readonly proxyProtocol: { readonly from: readonly Cidr[] } | null;
 }
 
+/**
+ * One window of a schedule, in its zone's wall-clock time: it opens on each of `days` at `from`
+ * and closes at `to` the same day, or the next day when `to` is not after `from`.
+ */
+export interface ScheduleWindow {
+  /** Days it opens on: 0 = Sunday … 6 = Saturday. */
+  readonly days: readonly number[];
+  /** Minutes after 00:00 (0–1439). */
+  readonly from: number;
+  /** Minutes after 00:00 (1–1440; 1440 is the end of the day); at or before `from`: on the next day. */
+  readonly to: number;
+}
+
+/** `schedules.NAME`: when mappings that name it match. */
+export interface Schedule {
+  readonly name: string;
+  /** IANA zone name (`Europe/Berlin`), checked to exist. */
+  readonly timezone: string;
+  readonly windows: readonly ScheduleWindow[];
+}
+
+/** New connections per client address: `count` per `perMs`, as a token bucket of `count` tokens. */
+export interface RateLimit {
+  readonly count: number;
+  readonly perMs: number;
+  /** As written (`20/s`), for messages and /status. */
+  readonly text: string;
+}
+
+/** What one client may take of a service; null: no such limit. */
+export interface Limits {
+  /** Open connections per client address (as the gateway believes it). */
+  readonly perSource: number | null;
+  /** Open connections per identified user. */
+  readonly perUser: number | null;
+  readonly rate: RateLimit | null;
+}
+
 export interface MappingRule {
   /** Position in the service's `mappings`, for logs. */
   readonly index: number;
@@ -70,6 +110,10 @@ export interface MappingRule {
   readonly sources: readonly Cidr[] | null;
   /** TLS server names (SNI) this rule matches, lower case; `*.example.com` matches one label. */
   readonly sni: readonly string[] | null;
+  /** Matches only while this schedule is open; null: always. */
+  readonly schedule: Schedule | null;
+  /** Open connections it routed close (reason `schedule`) when its schedule closes. */
+  readonly endAtClose: boolean;
   readonly action: 'forward' | 'reject';
   /** Candidates tried in order; empty when `action` is `reject`. */
   readonly destinations: readonly Destination[];
@@ -96,6 +140,7 @@ export interface ServiceConfig {
   /** 0 disables the idle timeout. */
   readonly idleTimeoutMs: number;
   readonly maxConnections: number;
+  readonly limits: Limits;
 }
 
 /** The admin endpoint's HTTPS material, PEM already read (checked to work together). */
@@ -132,5 +177,7 @@ export interface GatewayConfig {
   readonly files: readonly string[];
   readonly workers: number | 'auto';
   readonly users: readonly User[];
+  /** By name; mappings hold the one they name. */
+  readonly schedules: Readonly<Record<string, Schedule>>;
   readonly services: readonly ServiceConfig[];
 }

@@ -1,3 +1,5 @@
+import type { Auth } from '../route/identify';
+
 /** Why a connection ended. */
 export type DisconnectReason =
   | 'client-closed'
@@ -11,11 +13,12 @@ export type DisconnectReason =
   | 'no-route'
   | 'handshake-timeout'
   | 'proxy-protocol'
+  | 'schedule'
   | 'shutdown';
 
 export const DISCONNECT_REASONS: readonly DisconnectReason[] = [
   'client-closed', 'upstream-closed', 'connect-failed', 'connect-timeout', 'idle-timeout',
-  'tls-failed', 'rejected', 'limit', 'no-route', 'handshake-timeout', 'proxy-protocol', 'shutdown',
+  'tls-failed', 'rejected', 'limit', 'no-route', 'handshake-timeout', 'proxy-protocol', 'schedule', 'shutdown',
 ];
 
 /**
@@ -33,8 +36,8 @@ export interface ClientConnectEvent {
   readonly client: string;
   /** The user the client was identified as, or null. */
   readonly user: string | null;
-  /** How: `certificate` (a verified client certificate), `source` (assumed from the address), or null. */
-  readonly auth: 'certificate' | 'source' | null;
+  /** How: `certificate` (a verified client certificate), `mac` (its MAC address), `source` (assumed from the address), or null. */
+  readonly auth: Auth;
   /** On a TLS binding: the server name the client asked for (SNI), or null. */
   readonly sni: string | null;
   /** On a TLS binding: the ALPN protocol negotiated, or null. */
@@ -54,7 +57,10 @@ export interface ClientDisconnectEvent extends Omit<ClientConnectEvent, 'event'>
   readonly bytesToClient: number;
   readonly durationMs: number;
   readonly reason: DisconnectReason;
-  /** Error code behind the reason (`ECONNREFUSED`, `CERT_HAS_EXPIRED`, ...), or null. */
+  /**
+   * Error code behind the reason (`ECONNREFUSED`, `CERT_HAS_EXPIRED`, ...), or null; for reason
+   * `limit`, the limit: `service`, `rate`, `per-source` or `per-user`.
+   */
   readonly error: string | null;
   /** Index of the failover destination that served (0 = first), or null if none did. */
   readonly destinationIndex: number | null;

@@ -3,10 +3,11 @@ import { anyContains, type ClientAddress } from '../config/cidr';
 
 /**
  * How the gateway knows who a client is: `certificate` (authenticated: a verified client
- * certificate matched a user), `source` (assumed from the client address, as WinGate assumes
- * users), or null (unknown).
+ * certificate matched a user), `mac` (assumed from the MAC address the kernel's neighbour table
+ * gives for the client's IPv4 address), `source` (assumed from the client address, as WinGate
+ * assumes users), or null (unknown).
  */
-export type Auth = 'certificate' | 'source' | null;
+export type Auth = 'certificate' | 'mac' | 'source' | null;
 
 export interface Identity {
   readonly user: string | null;
@@ -32,6 +33,17 @@ export function findUser(users: readonly User[], client: ClientAddress | null): 
   return null;
 }
 
+/** The first user one of whose MAC addresses is `mac` (lower case), or null. */
+export function findUserByMac(users: readonly User[], mac: string): string | null {
+  for (let i = 0; i < users.length; i++) if (users[i].macs.includes(mac)) return users[i].name;
+  return null;
+}
+
+/** Whether any user is recognised by MAC address (only then is the neighbour table read). */
+export function anyMacUsers(users: readonly User[]): boolean {
+  return users.some((u) => u.macs.length > 0);
+}
+
 /** Whether every field the entry gives is one of the certificate's values for it (exact match). */
 export function certificateMatches(m: CertificateMatch, c: PeerCertificate): boolean {
   return (m.cn === null || c.cn.includes(m.cn))
@@ -45,16 +57,21 @@ export function certificateMatches(m: CertificateMatch, c: PeerCertificate): boo
 /**
  * Who the client is. With a verified certificate: the first user one of whose entries it
  * matches, or nobody (the certificate says who the client is, and it is no user of ours; its
- * address does not make it one). Without: the first user whose sources contain the address,
- * or nobody. Pure.
+ * address does not make it one). Without: the first user with the client's MAC address (`mac`,
+ * looked up by the caller), then the first user whose sources contain the address, or nobody.
+ * Pure.
  */
-export function identify(users: readonly User[], client: ClientAddress | null, certificate: PeerCertificate | null): Identity {
+export function identify(users: readonly User[], client: ClientAddress | null, certificate: PeerCertificate | null, mac: string | null = null): Identity {
   if (certificate !== null) {
     for (let i = 0; i < users.length; i++) {
       const entries = users[i].certificates;
       for (let j = 0; j < entries.length; j++) if (certificateMatches(entries[j], certificate)) return { user: users[i].name, auth: 'certificate' };
     }
     return NOBODY;
+  }
+  if (mac !== null) {
+    const byMac = findUserByMac(users, mac);
+    if (byMac !== null) return { user: byMac, auth: 'mac' };
   }
   const user = findUser(users, client);
   return user === null ? NOBODY : { user, auth: 'source' };

@@ -1,5 +1,6 @@
 import type { Destination, MappingRule, ServiceConfig } from '../config/types';
 import { anyContains, type ClientAddress } from '../config/cidr';
+import { isOpen } from '../policy/schedule';
 
 /** What routing looks at: who the client is, where it comes from, what it asked for. */
 export interface RouteRequest {
@@ -9,6 +10,8 @@ export interface RouteRequest {
   readonly user: string | null;
   /** The TLS server name the client asked for on a TLS binding, lower case, or null. */
   readonly sni: string | null;
+  /** The time (ms since the epoch) mappings with a schedule are matched at. */
+  readonly now: number;
 }
 
 /** The outcome of routing one connection. */
@@ -32,18 +35,19 @@ function anySni(patterns: readonly string[], name: string | null): boolean {
 }
 
 /**
- * Routes a connection: the first mapping whose given keys (`user`, `source`, `sni`) all hold
- * wins; otherwise the service's default destination; with neither, a `no-route` reject.
- * Pure: same inputs, same answer.
+ * Routes a connection: the first mapping whose given keys (`user`, `source`, `sni`, and
+ * `schedule` open at `now`) all hold wins; otherwise the service's default destination; with
+ * neither, a `no-route` reject. Pure: same inputs, same answer.
  */
 export function route(service: ServiceConfig, request: RouteRequest): Route {
-  const { client, user, sni } = request;
+  const { client, user, sni, now } = request;
   const rules = service.mappings;
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i];
     if (rule.user !== null && rule.user !== user) continue;
     if (rule.sources !== null && (client === null || !anyContains(rule.sources, client))) continue;
     if (rule.sni !== null && !anySni(rule.sni, sni)) continue;
+    if (rule.schedule !== null && !isOpen(rule.schedule, now)) continue;
     if (rule.action === 'reject') return { action: 'reject', rule, reason: 'rejected' };
     return { action: 'forward', rule, destinations: rule.destinations };
   }

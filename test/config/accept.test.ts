@@ -2,19 +2,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { parseConfig } from '../../src/config/load';
-import { ConfigError, formatProblem } from '../../src/errors';
+import { configProblems } from './problems';
 
 const CERTS = join(__dirname, '..', 'fixtures');
 
-function problems(yaml: string): string[] {
-  try {
-    parseConfig(yaml, 'm.yaml', { baseDir: CERTS });
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems.map(formatProblem);
-  }
-  throw new Error(`expected a ConfigError for:\n${yaml}`);
-}
+const problems = (yaml: string, file = 'm.yaml'): string[] => configProblems(yaml, file, { baseDir: CERTS });
 
 const service = (accept: string, extra = ''): string => `services:
   - name: s

@@ -12,23 +12,13 @@ import { loadConfigFile, parseConfig } from '../../src/config/load';
 import type { GatewayConfig } from '../../src/config/types';
 import { ConfigError, formatProblem } from '../../src/errors';
 import { FAKE_INTERFACES } from './fake-host';
+import { prng } from '../helpers/prng';
 
 const ROOT = join(__dirname, '..', '..');
 const SEED = Number(process.env.FUZZ_SEED ?? 20240601);
 const CASES = 1200;
 const CASE_LIMIT_MS = 2000;
 
-/** mulberry32: small, fast, and the same sequence on every machine. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Rand = ReturnType<typeof prng>;
 const int = (r: Rand, n: number): number => Math.floor(r() * n);

@@ -4,20 +4,12 @@ import { join } from 'node:path';
 import { loadConfigFile, parseConfig } from '../../src/config/load';
 import { ConfigError, MapgateError, formatProblem } from '../../src/errors';
 import { FAKE_INTERFACES } from './fake-host';
+import { configProblems } from './problems';
 
 const ROOT = join(__dirname, '..', '..');
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'config');
 
-/** The formatted problems of an invalid config; fails the test if it parses. */
-function problems(yaml: string, file = 'm.yaml'): string[] {
-  try {
-    parseConfig(yaml, file, { interfaces: FAKE_INTERFACES });
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems.map(formatProblem);
-  }
-  throw new Error(`expected a ConfigError for:\n${yaml}`);
-}
+const problems = (yaml: string, file = 'm.yaml'): string[] => configProblems(yaml, file, { interfaces: FAKE_INTERFACES });
 
 const y = (...lines: string[]): string => lines.join('\n') + '\n';
 
@@ -51,7 +43,7 @@ describe('valid configs', () => {
     expect(imap.destinations).toEqual([{ host: 'mail.corp.example', port: 143, tls: null, proxyProtocol: null, label: 'mail.corp.example:143' }]);
     const [toAlice, branch, reject] = imap.mappings;
     expect(toAlice).toEqual({
-      index: 0, user: 'alice', sources: null, sni: null, action: 'forward',
+      index: 0, user: 'alice', sources: null, sni: null, schedule: null, endAtClose: false, action: 'forward',
       destinations: [{ host: 'mail2.corp.example', port: 993, label: 'mail2.corp.example:993', proxyProtocol: null,
         tls: { servername: 'mail2.corp.example', ca: null, cert: null, key: null, verify: true } }],
     });
@@ -117,7 +109,7 @@ describe('config mistakes: every one located as file:line:col: path: message', (
       'm.yaml:2:1: admn: unknown key (did you mean "admin"?)',
     ]],
     ['unknown top-level key (nothing close)', y('services: []', 'frobnicate: 1'), [
-      'm.yaml:2:1: frobnicate: unknown key (expected one of: interfaces, admin, log, shutdownGrace, interfacePoll, workers, defaults, users, services)',
+      'm.yaml:2:1: frobnicate: unknown key (expected one of: interfaces, admin, log, shutdownGrace, interfacePoll, workers, defaults, users, schedules, services)',
     ]],
     ['typo in a nested key', y('services:', '  - name: a', '    port: 1', '    destinaton: h:1'), [
       'm.yaml:4:5: services[0].destinaton: unknown key (did you mean "destination"?)',
@@ -244,8 +236,8 @@ describe('config mistakes: every one located as file:line:col: path: message', (
     ['admin address without a port', y('admin:', '  listen: 127.0.0.1', 'services: []'), [
       'm.yaml:2:11: admin.listen: "127.0.0.1": no port: write host:port, e.g. mail.example.com:143 (or "off" to disable)',
     ]],
-    ['user with neither sources nor certificates', y('users:', '  alice: {}', 'services: []'), [
-      'm.yaml:2:10: users.alice: needs at least one of: sources, certificates',
+    ['user with neither sources, certificates nor MACs', y('users:', '  alice: {}', 'services: []'), [
+      'm.yaml:2:10: users.alice: needs at least one of: sources, certificates, macs',
     ]],
     ['user with an empty source list', y('users:', '  alice: { sources: [] }', 'services: []'), [
       'm.yaml:2:21: users.alice.sources: must not be an empty list',
@@ -283,7 +275,7 @@ describe('config mistakes: every one located as file:line:col: path: message', (
       '    port: "x"',
       '    idleTimeout: 3 days',
     ), [
-      'm.yaml:1:1: frobnicate: unknown key (expected one of: interfaces, admin, log, shutdownGrace, interfacePoll, workers, defaults, users, services)',
+      'm.yaml:1:1: frobnicate: unknown key (expected one of: interfaces, admin, log, shutdownGrace, interfacePoll, workers, defaults, users, schedules, services)',
       'm.yaml:4:11: services[0].port: must be <= 65535',
       'm.yaml:5:18: services[0].destination: "nowhere": no port: write host:port, e.g. mail.example.com:143',
       'm.yaml:6:11: services[1].name: duplicate service name "a" (first at services[0])',

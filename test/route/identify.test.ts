@@ -5,14 +5,15 @@ import { certificateMatches, identify, type PeerCertificate } from '../../src/ro
 
 const match = (m: Partial<CertificateMatch>): CertificateMatch => ({ cn: null, ou: null, o: null, dns: null, uri: null, email: null, ...m });
 const cert = (c: Partial<PeerCertificate>): PeerCertificate => ({ cn: [], ou: [], o: [], dns: [], uri: [], email: [], ...c });
-const user = (name: string, sources: string[], certificates: Array<Partial<CertificateMatch>>): User =>
-  ({ name, sources: sources.map((s) => parseCidr(s)!), certificates: certificates.map(match) });
+const user = (name: string, sources: string[], certificates: Array<Partial<CertificateMatch>>, macs: string[] = []): User =>
+  ({ name, sources: sources.map((s) => parseCidr(s)!), certificates: certificates.map(match), macs });
 
 const users: User[] = [
   user('alice', ['10.0.0.15'], [{ cn: 'alice' }]),
   user('ops', [], [{ ou: 'ops' }, { uri: 'spiffe://corp.example/ops' }, { dns: 'ops-gw.corp.example' }]),
   user('both', [], [{ cn: 'bob', o: 'corp' }]),
   user('lan', ['10.0.0.0/8'], []),
+  user('kiosk', [], [], ['52:54:00:12:34:56', '52:54:00:00:00:02']),
 ];
 
 describe('identify', () => {
@@ -32,6 +33,17 @@ describe('identify', () => {
     ['no certificate, unknown address', '192.0.2.1', null, null, null],
   ])('%s', (_what, address, certificate, expectedUser, expectedAuth) => {
     expect(identify(users, parseClientAddress(address), certificate)).toEqual({ user: expectedUser, auth: expectedAuth });
+  });
+
+  test.each([
+    // [what, client address, certificate, MAC, expected user, expected auth]
+    ['a MAC wins over the address', '10.0.0.15', null, '52:54:00:12:34:56', 'kiosk', 'mac'],
+    ["any of the user's MACs", '192.0.2.1', null, '52:54:00:00:00:02', 'kiosk', 'mac'],
+    ['a certificate wins over the MAC', '192.0.2.1', cert({ cn: ['alice'] }), '52:54:00:12:34:56', 'alice', 'certificate'],
+    ['a MAC of nobody: the address decides', '10.0.0.15', null, '52:54:00:99:99:99', 'alice', 'source'],
+    ['no MAC known: the address decides', '10.9.9.9', null, null, 'lan', 'source'],
+  ])('%s', (_what, address, certificate, mac, expectedUser, expectedAuth) => {
+    expect(identify(users, parseClientAddress(address), certificate, mac)).toEqual({ user: expectedUser, auth: expectedAuth });
   });
 
   test('an entry with no fields matches any verified certificate', () => {

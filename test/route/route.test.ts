@@ -42,7 +42,7 @@ const [imap, nodefault] = config.services;
 function routeFrom(service: typeof imap, address: string | null): Route & { user: string | null } {
   const client = address === null ? null : parseClientAddress(address);
   const { user } = identify(config.users, client, null);
-  return { ...route(service, { client, user, sni: null }), user };
+  return { ...route(service, { client, user, sni: null, now: 0 }), user };
 }
 
 function outcome(service: typeof imap, address: string): string {

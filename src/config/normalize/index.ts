@@ -4,6 +4,7 @@ import type { Context } from '../context';
 import { DEFAULTS } from '../defaults';
 import type { GatewayConfig } from '../types';
 import { adminConfig } from './admin';
+import { schedulesConfig } from './schedules';
 import { servicesConfig } from './services';
 import { usersConfig } from './users';
 import { duration, isObj } from './values';
@@ -32,7 +33,8 @@ export function normalize(data: unknown, ctx: Context, options: NormalizeOptions
   }
   const admin = adminConfig(ctx, data.admin, baseDir);
   const { users, names } = usersConfig(ctx, data.users);
-  const services = servicesConfig(ctx, data.services, { baseDir, table, tags, userNames: names, defaults });
+  const schedules = schedulesConfig(ctx, data.schedules);
+  const services = servicesConfig(ctx, data.services, { baseDir, table, tags, userNames: names, schedules, defaults });
   const workers = data.workers === 'auto' ? 'auto' : typeof data.workers === 'number' ? data.workers : 1;
   return Object.freeze({
     file: ctx.file,
@@ -44,6 +46,7 @@ export function normalize(data: unknown, ctx: Context, options: NormalizeOptions
     files: Object.freeze([...ctx.files].sort()),
     workers,
     users: Object.freeze(users),
+    schedules,
     services: Object.freeze(services),
   });
 }

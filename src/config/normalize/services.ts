@@ -3,7 +3,8 @@ import { interfaceExists, resolveBind, WILDCARDS, type InterfaceTable, type Inte
 import { quote, type Context, type PathSeg } from '../context';
 import { DEFAULTS } from '../defaults';
 import { hostPortLabel, hostPortProblem, isHost, parseHostPort } from '../parse-values';
-import type { AcceptConfig, BindSpec, Destination, MappingRule, ServiceConfig, UpstreamTls } from '../types';
+import type { AcceptConfig, BindSpec, Destination, MappingRule, Schedule, ServiceConfig, UpstreamTls } from '../types';
+import { limitsConfig } from './limits';
 import { acceptTls, upstreamTls } from './tls';
 import { asList, cidrs, duration, isObj } from './values';
 
@@ -15,6 +16,8 @@ export interface ServiceEnv {
   readonly tags: InterfaceTags;
   /** Every user name `users` defines, for the mappings that name one. */
   readonly userNames: ReadonlySet<string>;
+  /** Every schedule `schedules` defines, by name. */
+  readonly schedules: Readonly<Record<string, Schedule>>;
   /** The `defaults` section. */
   readonly defaults: Record<string, unknown>;
 }
@@ -103,6 +106,8 @@ export function servicesConfig(ctx: Context, value: unknown, env: ServiceEnv): S
   const dIdle = duration(ctx, ['defaults', 'idleTimeout'], defaults.idleTimeout, DEFAULTS.idleTimeout);
   const dMax = typeof defaults.maxConnections === 'number' ? defaults.maxConnections : DEFAULTS.maxConnections;
   const dHandshake = duration(ctx, ['defaults', 'handshakeTimeout'], defaults.handshakeTimeout, DEFAULTS.handshakeTimeout);
+  const dLimits = limitsConfig(defaults.limits);
+  const scheduleNames = Object.keys(env.schedules);
   const services: ServiceConfig[] = [];
   const names = new Map<string, number>();
   const endpoints = new Map<string, string>();
@@ -137,6 +142,11 @@ export function servicesConfig(ctx: Context, value: unknown, env: ServiceEnv): S
       if (user !== null && !env.userNames.has(user)) {
         ctx.add([...mpath, 'user'], `unknown user "${user}" (${env.userNames.size ? `users defines: ${[...env.userNames].join(', ')}` : 'no users are defined'})`);
       }
+      const schedule = typeof m.schedule === 'string' ? env.schedules[m.schedule] ?? null : null;
+      if (typeof m.schedule === 'string' && !Object.hasOwn(env.schedules, m.schedule)) {
+        ctx.add([...mpath, 'schedule'], `unknown schedule "${m.schedule}" (${scheduleNames.length ? `schedules defines: ${scheduleNames.join(', ')}` : 'no schedules are defined'})`);
+      }
+      if (m.endAtClose === true && m.schedule === undefined) ctx.add([...mpath, 'endAtClose'], 'needs a schedule: add schedule: NAME to the mapping', true);
       if (m.sni !== undefined && !acceptsTls) ctx.add([...mpath, 'sni'], 'matches only on a binding that accepts TLS: add accept.tls to the service', true);
       const action = m.action === 'reject' ? 'reject' : 'forward';
       if (action === 'reject' && m.destination !== undefined) ctx.add([...mpath, 'destination'], 'a mapping with action: reject takes no destination', true);
@@ -148,6 +158,8 @@ export function servicesConfig(ctx: Context, value: unknown, env: ServiceEnv): S
         user,
         sources: m.source === undefined ? null : Object.freeze(cidrs(ctx, [...mpath, 'source'], m.source)),
         sni: m.sni === undefined ? null : Object.freeze(asList(m.sni).filter((n): n is string => typeof n === 'string').map((n) => n.toLowerCase().replace(/\.$/, ''))),
+        schedule,
+        endAtClose: m.endAtClose === true && schedule !== null,
         action,
         destinations: Object.freeze(destinations(ctx, [...mpath, 'destination'], m.destination, env.baseDir)),
       }));
@@ -165,6 +177,7 @@ export function servicesConfig(ctx: Context, value: unknown, env: ServiceEnv): S
       connectTimeoutMs: s.connectTimeout === undefined ? dConnect : duration(ctx, [...path, 'connectTimeout'], s.connectTimeout, DEFAULTS.connectTimeout),
       idleTimeoutMs: s.idleTimeout === undefined ? dIdle : duration(ctx, [...path, 'idleTimeout'], s.idleTimeout, DEFAULTS.idleTimeout),
       maxConnections: typeof s.maxConnections === 'number' ? s.maxConnections : dMax,
+      limits: limitsConfig(s.limits, dLimits),
     }));
   });
   return services;

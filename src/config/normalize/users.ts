@@ -11,7 +11,7 @@ function certificateMatches(value: unknown): CertificateMatch[] {
   });
 }
 
-/** `users`: each by source addresses and client certificates; `names` holds every user defined. */
+/** `users`: each by source addresses, MAC addresses and client certificates; `names` holds every user defined. */
 export function usersConfig(ctx: Context, value: unknown): { users: User[]; names: Set<string> } {
   const users: User[] = [];
   const names = new Set<string>();
@@ -23,6 +23,8 @@ export function usersConfig(ctx: Context, value: unknown): { users: User[]; name
       name,
       sources: Object.freeze(cidrs(ctx, ['users', name, 'sources'], u.sources)),
       certificates: Object.freeze(certificateMatches(u.certificates)),
+      // One spelling, as the neighbour table prints it: lower case, colons.
+      macs: Object.freeze(asList(u.macs).filter((m): m is string => typeof m === 'string').map((m) => m.toLowerCase().replace(/-/g, ':'))),
     }));
   }
   return { users, names };
