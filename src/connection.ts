@@ -305,6 +305,7 @@ export class Connection implements LiveBytes, RelayOwner {
 
   /** Refused before it was counted open (limit, reject mapping, no route): one event pair, nothing else. */
   private refuse(reason: 'limit' | 'rejected' | 'no-route', error: string | null): void {
+    if (reason === 'limit') this.svc.metrics.limited(error!);
     if (this.admitted) {
       this.svc.metrics.rejected(reason);
       this.socket.destroy();

@@ -32,6 +32,7 @@ export class ServiceRegistry {
         config, front: buildFrontStages(config), metrics: this.metrics.service(config.name, config.maxConnections), limiter: new Limiter(this.limiterSources),
       };
       state.metrics.setCertificateExpiry(config.accept.tls?.notAfter ?? null);
+      state.metrics.trackSources(() => state.limiter.trackedSources);
       this.services.set(config.name, state);
       added.push(config.name);
     }

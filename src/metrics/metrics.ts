@@ -33,7 +33,14 @@ export interface ServiceMetrics {
   tlsHandshakeFailure(code: string): void;
   /** Sets the expiry of the binding's certificate (ms since the epoch), or removes it (null). */
   setCertificateExpiry(notAfterMs: number | null): void;
+  /** A connection refused by one of its limits (`service`, `rate`, `per-source`, `per-user`). */
+  limited(limit: string): void;
+  /** Reads the client addresses the service's limiter tracks, at every scrape. */
+  trackSources(count: () => number): void;
 }
+
+/** The limits a connection can be refused by: `mapgate_limit_rejections_total`'s `limit` label. */
+export const LIMIT_NAMES = ['service', 'rate', 'per-source', 'per-user'];
 
 /** The config reload metrics, in `registry`; `aggregator` says how a cluster primary combines workers' copies. */
 export function reloadMetrics(registry: Registry, aggregator: 'omit' | 'max' = 'max'): { reloads: Counter<'result'>; lastReloadOk: Gauge; lastReloadTime: Gauge } {
@@ -85,6 +92,9 @@ export class Metrics {
   // Every worker of a cluster holds the same listeners: aggregate with max, not sum.
   readonly listeners = new FastGauge('mapgate_listeners', 'Listening sockets.', this.registry, 'max');
   readonly maxConnections = new FastGauge('mapgate_connections_max', 'Configured connection limit of each service.', this.registry);
+  readonly limitRejections = new FastCounter('mapgate_limit_rejections_total', 'Client connections refused by a limit (also in mapgate_rejected_total{reason="limit"}), by which one.', this.registry);
+  readonly limitSources = new FastGauge('mapgate_limit_tracked_sources', 'Client addresses a service\'s limiter holds state for (bounded by its fixed maximum).', this.registry);
+  private readonly sourceCounts = new Map<string, () => number>();
   readonly acceptErrors = new Counter({ name: 'mapgate_accept_errors_total', help: 'Errors accepting connections (EMFILE, ...).', labelNames: ['code'], registers: [this.registry] });
   readonly eventsDropped: Gauge;
   readonly reloads: Counter<'result'>;
@@ -99,6 +109,9 @@ export class Metrics {
     // Bytes of open connections are added at scrape time, not per chunk.
     this.bytes.collect = () => {
       for (const c of this.live()) this.countLive(c);
+    };
+    this.limitSources.collect = () => {
+      for (const [service, count] of this.sourceCounts) this.limitSources.child({ service }).value = count();
     };
     this.eventsDropped = new Gauge({
       name: 'mapgate_events_dropped_total',
@@ -123,7 +136,9 @@ export class Metrics {
   /** Forgets every series of a service (gone from the config, its connections ended). */
   removeService(name: string): void {
     for (const m of [this.active, this.total, this.bytes, this.connectSeconds, this.durationSeconds, this.rejected,
-      this.connectFailures, this.tlsHandshakeFailures, this.certificateExpiry, this.listeners, this.maxConnections]) m.remove('service', name);
+      this.connectFailures, this.tlsHandshakeFailures, this.certificateExpiry, this.listeners, this.maxConnections, this.limitRejections,
+      this.limitSources]) m.remove('service', name);
+    this.sourceCounts.delete(name);
   }
 
   /** Binds (and zero-initialises, so dashboards see series at once) the children of one service. */
@@ -143,6 +158,8 @@ export class Metrics {
     const to = this.bytes.child({ service, direction: 'to_client' });
     const total = this.total;
     const rejected = this.rejected;
+    const limits = new Map(LIMIT_NAMES.map((l) => [l, this.limitRejections.child({ service, limit: l })]));
+    const sourceCounts = this.sourceCounts;
     max.value = maxConnections;
     return {
       active,
@@ -164,6 +181,8 @@ export class Metrics {
         if (notAfterMs === null) expiry.remove('service', service);
         else expiry.child({ service }).value = notAfterMs / 1000;
       },
+      limited(limit) { limits.get(limit)!.value++; },
+      trackSources(count) { sourceCounts.set(service, count); },
     };
   }
 }

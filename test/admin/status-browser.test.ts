@@ -47,7 +47,7 @@ describeIfChromium('the status page in headless Chromium', () => {
     await page.locator('#state', { hasText: 'running' }).waitFor();
     const service = page.locator('#services tr', { hasText: 'echo' });
     await service.waitFor();
-    expect(await service.locator('td').allTextContents()).toEqual(['echo', `127.0.0.1:${portOf(gw, 'echo')}`, '0 / 9']);
+    expect(await service.locator('td').allTextContents()).toEqual(['echo', `127.0.0.1:${portOf(gw, 'echo')}`, '0 / 9', '-']);
     await page.locator('#connections td.empty', { hasText: 'no open connections' }).waitFor();
 
     const c = await connect(portOf(gw, 'echo'));
@@ -90,7 +90,7 @@ describeIfChromium('the status page in headless Chromium', () => {
     await page.locator('#state', { hasText: 'running' }).waitFor();
     const service = page.locator('#services tr', { hasText: 'echo' });
     await service.waitFor();
-    expect(await service.locator('td').allTextContents()).toEqual(['echo', `127.0.0.1:${port}`, '0 / 18']);
+    expect(await service.locator('td').allTextContents()).toEqual(['echo', `127.0.0.1:${port}`, '0 / 18', '-']);
 
     // One connection through each worker: the other is stopped while it is accepted and echoed.
     const clients: net.Socket[] = [];
@@ -116,6 +116,36 @@ describeIfChromium('the status page in headless Chromium', () => {
     expect(await page.locator('#count').textContent()).toBe('0');
     expect(problems).toEqual([]);
   }, 60_000);
+
+  test("a service's limits and its scheduled mappings: open or closed, and when that changes", async () => {
+    const echo = await startEchoServer();
+    // A clock the test moves: 17:59 on a Wednesday in Berlin, one minute before the window closes.
+    const clock = { now: Date.parse('2026-12-02T17:59:00+01:00') };
+    const gw = await startGateway(`
+admin: { listen: "127.0.0.1:0" }
+schedules:
+  office-hours: { timezone: Europe/Berlin, windows: [{ days: [mon, tue, wed, thu, fri], from: "08:00", to: "18:00" }] }
+services:
+  - name: rdp
+    port: 0
+    bind: [127.0.0.1]
+    limits: { perSource: 4, rate: 2/s }
+    mappings:
+      - { schedule: office-hours, endAtClose: true, destination: "127.0.0.1:${echo.port}" }
+`, { gateway: { clock: () => clock.now } });
+    const admin = gw.adminAddress()!;
+    const { page, problems } = await openPage(`http://${admin.host}:${admin.port}/`);
+    const cell = page.locator('#services tr', { hasText: 'rdp' }).locator('td').nth(3);
+    await cell.locator('div', { hasText: 'limits: 4 per source, 2/s per source' }).waitFor({ timeout: WAIT });
+    const line = cell.locator('[data-schedule="office-hours"]');
+    await line.locator('text=/office-hours open, closes .* \\(ends connections at close\\)/').waitFor({ timeout: WAIT });
+    expect(await line.getAttribute('class')).toBe('open');
+
+    clock.now = Date.parse('2026-12-02T18:00:00+01:00');
+    await line.locator('text=/office-hours closed, opens /').waitFor({ timeout: WAIT });
+    expect(await line.getAttribute('class')).toBe('shut');
+    expect(problems).toEqual([]);
+  });
 
   test('hostile text in the status is shown as text, never parsed as markup', async () => {
     // The page must not trust the data: a destination or user name is rendered with textContent.

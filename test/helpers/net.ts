@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import { parseConfig } from '../../src/config/load';
-import { createGateway, type Gateway } from '../../src/gateway';
+import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway';
 import type { ClientConnectEvent, ClientDisconnectEvent } from '../../src/events/events';
 
 type Teardown = () => unknown;
@@ -73,10 +73,10 @@ export async function unusedPort(): Promise<number> {
   return port;
 }
 
-/** Starts a gateway from YAML text (events off, no default process metrics); stopped at teardown. */
-export async function startGateway(yaml: string, options: { baseDir?: string } = {}): Promise<Gateway> {
+/** Starts a gateway from YAML text (no default process metrics, and any `gateway` options); stopped at teardown. */
+export async function startGateway(yaml: string, options: { baseDir?: string; gateway?: GatewayOptions } = {}): Promise<Gateway> {
   const config = parseConfig(yaml, 'test.yaml', { baseDir: options.baseDir });
-  const gw = createGateway(config, { defaultMetrics: false });
+  const gw = createGateway(config, { defaultMetrics: false, ...options.gateway });
   await gw.start();
   onTeardown(() => gw.destroy());
   return gw;

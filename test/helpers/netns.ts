@@ -79,3 +79,23 @@ export async function requestFrom(ns: string, method: string, url: string, autho
   const space = out.indexOf(' ');
   return { status: Number(out.slice(0, space)), body: out.slice(space + 1) };
 }
+
+/** Gives the namespace's end of its veth pair another MAC address (the link is set down for it, then up). */
+export function setMac(ns: Namespace, mac: string): void {
+  for (const args of [['down'], ['address', mac], ['up']]) ip('netns', 'exec', ns.name, 'ip', 'link', 'set', 'dev', ns.device, ...args);
+}
+
+/**
+ * One TCP conversation from inside a namespace: connects to host:port, sends `send` and
+ * half-closes, and resolves what came back until the other side closed (`ERR <code>` when the
+ * connection failed). Asynchronous: the server may run in this process.
+ */
+export async function tcpFrom(ns: string, host: string, port: number, send = ''): Promise<string> {
+  const script = `const s = require('net').connect({ host: ${JSON.stringify(host)}, port: ${port}, allowHalfOpen: true });` +
+    'const got = []; s.on("data", (c) => got.push(c));' +
+    's.on("error", (e) => { process.stdout.write("ERR " + e.code); process.exit(0); });' +
+    `s.on("connect", () => s.end(${JSON.stringify(send)}));` +
+    's.on("close", () => process.stdout.write(Buffer.concat(got)));';
+  const { stdout } = await runAsync('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { timeout: 20_000 });
+  return stdout;
+}

@@ -1,12 +1,11 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, readFile, rmSync, writeFileSync, writeSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { NeighbourTable, parseArpTable, type ReadText } from '../../src/route/neighbours';
 import { listen, onTeardown } from '../helpers/net';
-import { createNamespace, ip, netnsAvailable } from '../helpers/netns';
+import { createNamespace, netnsAvailable, setMac, tcpFrom } from '../helpers/netns';
 
 const HEADER = 'IP address       HW type     Flags       HW address            Mask     Device\n';
 const arp = (...rows: Array<[string, string]>): string =>
@@ -229,15 +228,12 @@ describe('NeighbourTable on the kernel table', () => {
     if (!available) throw new Error('this test needs "ip netns add" (root and iproute2); CI=true does not skip it');
     const ns = createNamespace();
     const mac = '52:54:00:12:34:56';
-    // createNamespace brings the link up; its address is changed while it is down.
-    for (const args of [['down'], ['address', mac], ['up']]) ip('netns', 'exec', ns.name, 'ip', 'link', 'set', 'dev', ns.device, ...args);
+    setMac(ns, mac);
 
     const server = net.createServer((s) => { s.on('error', () => {}); s.end(); });
     const port = await listen(server, ns.gatewayAddress);
     const accepted = new Promise<string | undefined>((resolve) => server.once('connection', (s) => resolve(s.remoteAddress)));
-    const script = `const s = require('net').connect(${port}, ${JSON.stringify(ns.gatewayAddress)});` +
-      's.on("error", (e) => { console.error(e.code); process.exit(1); }); s.resume(); s.on("end", () => s.end());';
-    await promisify(execFile)('ip', ['netns', 'exec', ns.name, process.execPath, '-e', script], { timeout: 20_000 });
+    await expect(tcpFrom(ns.name, ns.gatewayAddress, port)).resolves.toBe('');
     await expect(accepted).resolves.toBe(ns.clientAddress);
 
     await expect(lookup(new NeighbourTable(), ns.clientAddress)).resolves.toBe(mac);

@@ -101,3 +101,36 @@ describe('route', () => {
     expect(a).toEqual(b);
   });
 });
+
+describe('route with schedules: `now` is an input like the others', () => {
+  const scheduled = parseConfig(`
+admin: { listen: "off" }
+schedules:
+  night: { timezone: America/New_York, windows: [{ days: [sat], from: "22:00", to: "02:00" }] }
+services:
+  - name: backup
+    port: 1
+    bind: [127.0.0.1]
+    destination: day.corp.example:1
+    mappings:
+      - { schedule: night, destination: night.corp.example:1 }
+`, 'night.yaml').services[0];
+  const at = (iso: string): string => {
+    const r = route(scheduled, { client: parseClientAddress('10.0.0.1'), user: null, sni: null, now: Date.parse(iso) });
+    return r.action === 'forward' ? r.destinations[0].host : r.reason;
+  };
+
+  test.each([
+    ['Saturday 21:59 New York', '2026-12-05T21:59:00-05:00', 'day.corp.example'],
+    ['Saturday 22:00', '2026-12-05T22:00:00-05:00', 'night.corp.example'],
+    ['Sunday 01:59, after midnight', '2026-12-06T01:59:59-05:00', 'night.corp.example'],
+    ['Sunday 02:00', '2026-12-06T02:00:00-05:00', 'day.corp.example'],
+    ['Friday 23:00', '2026-12-04T23:00:00-05:00', 'day.corp.example'],
+    ['Saturday 23:00 on the fall-back night (EDT→EST at 02:00)', '2026-10-31T23:00:00-04:00', 'night.corp.example'],
+    ['Sunday 01:30 EDT, the first pass of the repeated hour', '2026-11-01T01:30:00-04:00', 'night.corp.example'],
+    ['Sunday 01:30 EST, the second pass', '2026-11-01T01:30:00-05:00', 'night.corp.example'],
+    ['Sunday 02:00 EST', '2026-11-01T02:00:00-05:00', 'day.corp.example'],
+  ])('%s', (_what, iso, expected) => {
+    expect(at(iso)).toBe(expected);
+  });
+});
