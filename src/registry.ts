@@ -13,7 +13,7 @@ import { Limiter } from './policy/limits';
 export class ServiceRegistry {
   private readonly services = new Map<string, ServiceState>();
   /** Services a reload removed whose series stay in /metrics until their last connection ends. */
-  private readonly retired = new Map<string, ServiceMetrics>();
+  private readonly retired = new Map<string, { readonly metrics: ServiceMetrics; readonly limiter: Limiter }>();
   /** Every connection counted open (connections add and remove themselves). */
   readonly open = new Set<Connection>();
 
@@ -29,7 +29,9 @@ export class ServiceRegistry {
     for (const config of configs) {
       if (this.services.has(config.name)) continue;
       const state: ServiceState = {
-        config, front: buildFrontStages(config), metrics: this.metrics.service(config.name, config.maxConnections), limiter: new Limiter(this.limiterSources),
+        config, front: buildFrontStages(config), metrics: this.metrics.service(config.name, config.maxConnections),
+        // Back before its old connections ended: they still hold their places in its limits.
+        limiter: this.retired.get(config.name)?.limiter ?? new Limiter(this.limiterSources),
       };
       state.metrics.setCertificateExpiry(config.accept.tls?.notAfter ?? null);
       state.metrics.trackSources(() => state.limiter.trackedSources);
@@ -67,7 +69,7 @@ export class ServiceRegistry {
       const state = this.services.get(name);
       if (!state) continue;
       this.services.delete(name);
-      this.retired.set(name, state.metrics);
+      this.retired.set(name, { metrics: state.metrics, limiter: state.limiter });
       this.ended(name);
     }
   }
@@ -75,7 +77,7 @@ export class ServiceRegistry {
   /** A connection of `service` ended: a retired service's series leave /metrics with its last one. */
   ended(service: string): void {
     if (this.retired.size === 0) return;
-    const metrics = this.retired.get(service);
+    const metrics = this.retired.get(service)?.metrics;
     if (!metrics || metrics.active.value > 0) return;
     this.retired.delete(service);
     this.metrics.removeService(service);
