@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import * as http from 'node:http';
 import * as tls from 'node:tls';
 import { unprotectedAdminWarning } from './admin/admin';
+import { hashPassword } from './auth/password';
 import { loadConfigFile } from './config/load';
 import type { GatewayConfig } from './config/types';
 import { ConfigError, MapgateError } from './errors';
@@ -18,6 +19,8 @@ Usage:
   mapgate check [-c FILE]     validate the config: a one-line summary, or every error and exit 1
   mapgate reload [-c FILE]    make the running gateway reload its config (POST /reload on its admin endpoint)
   mapgate status [-c FILE]    print the running gateway's open connections as a table
+  mapgate passwd              read a password (one line) on stdin, print its salted scrypt hash
+                              for users.NAME.password (SOCKS logins)
   mapgate --help | --version
 
 Options:
@@ -47,13 +50,14 @@ function parseArgs(argv: string[]): Args | number {
       config = v;
     } else if (a.startsWith('--config=')) {
       config = a.slice('--config='.length);
-    } else if (!sawCommand && ['run', 'check', 'reload', 'status'].includes(a)) {
+    } else if (!sawCommand && ['run', 'check', 'reload', 'status', 'passwd'].includes(a)) {
       command = a;
       sawCommand = true;
     } else {
       return usage(`unknown argument: ${a}`);
     }
   }
+  if (command === 'passwd' && argv.length > 1) return usage('passwd takes no arguments: it reads the password on stdin');
   return { command, config };
 }
 
@@ -181,7 +185,7 @@ async function adminRequest(config: GatewayConfig, method: string, path: string)
   });
 }
 
-interface StatusConnection { id: string; service: string; client: string; user: string | null; destination: string | null; seconds: number; bytesFromClient: number; bytesToClient: number }
+interface StatusConnection { id: string; service: string; client: string; user: string | null; requested?: string | null; destination: string | null; seconds: number; bytesFromClient: number; bytesToClient: number }
 interface StatusBody { services: Array<{ name: string; active: number; maxConnections: number; listeners: Array<{ address: string }> }>; connections: StatusConnection[] }
 
 function table(rows: string[][]): string {
@@ -198,7 +202,8 @@ async function status(file: string): Promise<number> {
   process.stdout.write(table([['SERVICE', 'ACTIVE', 'MAX', 'LISTENERS'], ...s.services.map((v) => [v.name, String(v.active), String(v.maxConnections), v.listeners.map((l) => l.address).join(' ')])]));
   process.stdout.write('\n');
   process.stdout.write(table([['ID', 'SERVICE', 'CLIENT', 'USER', 'DESTINATION', 'SECONDS', 'FROM_CLIENT', 'TO_CLIENT'],
-    ...s.connections.map((c) => [c.id, c.service, c.client, c.user ?? '-', c.destination ?? '-', c.seconds.toFixed(1), String(c.bytesFromClient), String(c.bytesToClient)])]));
+    // A SOCKS connection shows where the client asked to go, then where it went.
+    ...s.connections.map((c) => [c.id, c.service, c.client, c.user ?? '-', (c.requested ? `${c.requested}→` : '') + (c.destination ?? '-'), c.seconds.toFixed(1), String(c.bytesFromClient), String(c.bytesToClient)])]));
   return 0;
 }
 
@@ -208,6 +213,69 @@ async function reload(file: string): Promise<number> {
   const res = await adminRequest(config, 'POST', '/reload');
   process.stdout.write(res.body);
   return res.status === 200 ? 0 : 1;
+}
+
+/** RFC 1929 carries a password in at most 255 bytes: a longer one could never log in. */
+const MAX_PASSWORD_BYTES = 255;
+
+/**
+ * One line of `input`, without its line end (`\n` or `\r\n`), or what came before the end of
+ * the input; null when interrupted (Ctrl-C). On a terminal, nothing is echoed (raw mode) and
+ * backspace works; past MAX_PASSWORD_BYTES + 1 bytes the rest of the line is not kept.
+ */
+function readLine(input: NodeJS.ReadStream): Promise<Buffer | null> {
+  const tty = input.isTTY === true;
+  const bytes: number[] = [];
+  return new Promise((resolve) => {
+    const finish = (line: Buffer | null): void => {
+      input.off('data', onData);
+      input.off('end', onEnd);
+      input.pause();
+      if (tty) {
+        input.setRawMode(false);
+        process.stderr.write('\n');
+      }
+      resolve(line);
+    };
+    function onEnd(): void {
+      finish(Buffer.from(bytes));
+    }
+    function onData(chunk: Buffer): void {
+      for (const c of chunk) {
+        if (c === 0x0a || (tty && c === 0x0d)) {
+          if (!tty && bytes[bytes.length - 1] === 0x0d) bytes.pop();
+          return finish(Buffer.from(bytes));
+        }
+        if (tty && c === 0x03) return finish(null);
+        if (tty && c === 0x04) return finish(Buffer.from(bytes));
+        if (tty && (c === 0x7f || c === 0x08)) bytes.pop();
+        else if (bytes.length <= MAX_PASSWORD_BYTES + 1) bytes.push(c);
+      }
+    }
+    if (tty) {
+      process.stderr.write('Password: ');
+      input.setRawMode(true);
+    }
+    input.on('data', onData);
+    input.on('end', onEnd);
+    input.resume();
+  });
+}
+
+/** `mapgate passwd`: the hash of the password on stdin, for `users.NAME.password`. */
+async function passwd(): Promise<number> {
+  const password = await readLine(process.stdin);
+  if (password === null) return 130;
+  if (password.length === 0) {
+    process.stderr.write('mapgate: empty password: nothing hashed\n');
+    return 1;
+  }
+  if (password.length > MAX_PASSWORD_BYTES) {
+    process.stderr.write(`mapgate: the password is longer than ${MAX_PASSWORD_BYTES} bytes: SOCKS5 logins (RFC 1929) cannot carry it\n`);
+    return 1;
+  }
+  process.stdout.write(`${await hashPassword(password)}\n`);
+  return 0;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -224,6 +292,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'status': return status(args.config);
     case 'reload': return reload(args.config);
+    case 'passwd': return passwd();
     default: return run(args.config);
   }
 }

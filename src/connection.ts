@@ -9,6 +9,7 @@ import { Relay, type RelayOwner, type RelayResult } from './relay/relay';
 import { parseClientAddress, type ClientAddress } from './config/cidr';
 import type { Admission, Limiter } from './policy/limits';
 import type { NeighbourTable } from './route/neighbours';
+import { endWith, type ProtocolHandler, type ProtocolOwner, type Relaying } from './protocols/protocol';
 import { identify, type Auth } from './route/identify';
 import { route } from './route/route';
 import { Dial, type DialFailure, type DialSuccess, type TlsSessionCache } from './upstream/dial';
@@ -23,6 +24,8 @@ export interface ServiceState {
   readonly metrics: ServiceMetrics;
   /** Per-source and per-user counts and rate buckets, kept across reloads. */
   readonly limiter: Limiter;
+  /** What the service's protocol adds (SOCKS replies, FTP's control channel); null for plain TCP. Replaced with `config`. */
+  protocol: ProtocolHandler | null;
 }
 
 /** What a connection needs from the gateway that owns it. */
@@ -78,7 +81,7 @@ const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4
  * ClientConnect. A service without front stages goes straight from accept to routing, as fast
  * as before they existed. Every path out goes through `finish()` or `refuse()`.
  */
-export class Connection implements LiveBytes, RelayOwner {
+export class Connection implements LiveBytes, RelayOwner, ProtocolOwner {
   readonly id = `${ID_PREFIX}-${(++nextId).toString(36)}`;
   readonly service: string;
   readonly metrics: ServiceMetrics;
@@ -102,7 +105,12 @@ export class Connection implements LiveBytes, RelayOwner {
   private rule: MappingRule | null = null;
   /** Its place in the per-source and per-user counts, given back when it ends. */
   private admission: Admission | null = null;
-  private relay: Relay | null = null;
+  private relay: Relaying | null = null;
+  /** Bytes side channels moved (FTP data), counted with the connection's own. */
+  private sideFromClient = 0;
+  private sideToClient = 0;
+  /** The protocol of the service's config at accept time. */
+  private readonly protocol: ProtocolHandler | null;
   private served: DialSuccess | null = null;
   private finished = false;
 
@@ -117,18 +125,26 @@ export class Connection implements LiveBytes, RelayOwner {
     this.listener = origin.label;
     this.service = svc.config.name;
     this.metrics = svc.metrics;
+    this.protocol = svc.protocol;
     socket.on('error', onClientEarlyError);
     (socket as ConnSocket)[CONNECTION] = this;
   }
 
-  bytesFromClient(): number { return this.socket.bytesRead; }
-  bytesToClient(): number { return this.socket.bytesWritten; }
+  bytesFromClient(): number { return this.socket.bytesRead + this.sideFromClient; }
+  bytesToClient(): number { return this.socket.bytesWritten + this.sideToClient; }
+
+  countSideBytes(fromClient: number, toClient: number): void {
+    this.sideFromClient += fromClient;
+    this.sideToClient += toClient;
+  }
 
   /** The client's `address:port`, as the gateway believes it. */
   get client(): string { return this.connectEvent?.client ?? (this.ctx ? hostPortLabel(this.ctx.client.address, this.ctx.client.port) : ''); }
   get user(): string | null { return this.connectEvent?.user ?? null; }
   get auth(): Auth { return this.connectEvent?.auth ?? null; }
   get sni(): string | null { return this.ctx?.tls?.sni ?? null; }
+  /** SOCKS: the destination the client asked for. */
+  get requested(): string | null { return this.ctx?.target?.label ?? null; }
   get destination(): string | null { return this.served?.destination.label ?? this.connectEvent?.destination ?? null; }
   /** The schedule it closes with (its mapping's, when that says `endAtClose`), or null. */
   get endsWith(): Schedule | null { return this.rule?.endAtClose ? this.rule.schedule : null; }
@@ -147,7 +163,7 @@ export class Connection implements LiveBytes, RelayOwner {
     const port = socket.remotePort ?? 0;
     const stages = svc.front;
     if (stages.length === 0) return this.routeAndDial(address, port);
-    this.ctx = { client: { address, port }, local: { address: socket.localAddress ?? '', port: socket.localPort ?? 0 }, tls: null };
+    this.ctx = { client: { address, port }, local: { address: socket.localAddress ?? '', port: socket.localPort ?? 0 }, tls: null, target: null, login: null };
     // A handshake holds a slot like any connection: a flood of slow handshakes meets the limit.
     if (svc.metrics.active.value >= svc.config.maxConnections) return this.refuse('limit', 'service');
     this.admit();
@@ -184,7 +200,8 @@ export class Connection implements LiveBytes, RelayOwner {
     if (refusal) {
       if (refusal.reason === 'tls-failed') this.svc.metrics.tlsHandshakeFailure(refusal.code);
       this.svc.metrics.rejected(refusal.reason);
-      this.socket.destroy();
+      if (refusal.reply) endWith(this.socket, refusal.reply);
+      else this.socket.destroy();
       return this.finish(refusal.reason, refusal.code);
     }
     this.runStage(stages, i + 1);
@@ -220,14 +237,15 @@ export class Connection implements LiveBytes, RelayOwner {
     const { svc, host, ctx } = this;
     const config = svc.config;
     const tlsInfo = ctx?.tls ?? null;
-    const identity = identify(host.users, client, tlsInfo?.certificate ?? null, mac);
+    const identity = identify(host.users, client, tlsInfo?.certificate ?? null, mac, ctx?.login ?? null);
     const now = host.now();
-    const r = route(config, { client, user: identity.user, sni: tlsInfo?.sni ?? null, now });
+    const target = ctx?.target ?? null;
+    const r = route(config, { client, user: identity.user, sni: tlsInfo?.sni ?? null, now, target });
     const first = r.action === 'forward' ? r.destinations[0] : null;
     this.connectEvent = {
       event: 'ClientConnect', id: this.id, service: this.service, listener: this.listener, client: hostPortLabel(address, port),
       user: identity.user, auth: identity.auth, sni: tlsInfo?.sni ?? null, alpn: tlsInfo?.alpn ?? null,
-      destination: first?.label ?? null, tls: first?.tls != null, time: new Date(this.since).toISOString(),
+      requested: target?.label ?? null, destination: first?.label ?? null, tls: first?.tls != null, time: new Date(this.since).toISOString(),
     };
     if (!this.admitted && svc.metrics.active.value >= config.maxConnections) return this.refuse('limit', 'service');
     if (r.action === 'reject') return this.refuse(r.reason, null);
@@ -260,7 +278,8 @@ export class Connection implements LiveBytes, RelayOwner {
     const ctx = this.ctx!;
     return {
       event: 'ClientConnect', id: this.id, service: this.service, listener: this.listener, client: hostPortLabel(ctx.client.address, ctx.client.port),
-      user: null, auth: null, sni: ctx.tls?.sni ?? null, alpn: ctx.tls?.alpn ?? null, destination: null, tls: false, time: new Date(this.since).toISOString(),
+      user: null, auth: null, sni: ctx.tls?.sni ?? null, alpn: ctx.tls?.alpn ?? null, requested: ctx.target?.label ?? null,
+      destination: null, tls: false, time: new Date(this.since).toISOString(),
     };
   }
 
@@ -281,6 +300,12 @@ export class Connection implements LiveBytes, RelayOwner {
     this.finish(reason, null);
   }
 
+  /** Closes the client before any relay: with the protocol's last reply when it has one (SOCKS), else at once. */
+  private closeClient(reason: DisconnectReason, error: string | null): void {
+    if (this.protocol?.refused && !this.socket.destroyed) this.protocol.refused(this.socket, reason, error, this.ctx);
+    else this.socket.destroy();
+  }
+
   onFailure(failure: DialFailure): void {
     this.svc.metrics.connectFailure(failure.code);
   }
@@ -289,8 +314,9 @@ export class Connection implements LiveBytes, RelayOwner {
     this.dial = null;
     const { socket } = this;
     if (!ok) {
-      socket.destroy();
-      return this.finish(failure?.kind ?? 'connect-failed', failure?.code ?? null);
+      const reason = failure?.kind ?? 'connect-failed';
+      this.closeClient(reason, failure?.code ?? null);
+      return this.finish(reason, failure?.code ?? null);
     }
     this.served = ok;
     this.svc.metrics.connectSeconds.observe(ok.connectSeconds);
@@ -300,7 +326,13 @@ export class Connection implements LiveBytes, RelayOwner {
       ok.socket.destroy();
       return this.finish('client-closed', null);
     }
-    this.relay = new Relay(socket, ok.socket, this.svc.config.idleTimeoutMs, this);
+    const protocol = this.protocol;
+    if (protocol === null) {
+      this.relay = new Relay(socket, ok.socket, this.svc.config.idleTimeoutMs, this);
+      return;
+    }
+    protocol.connected?.(socket, ok.socket, this.ctx);
+    this.relay = protocol.relay ? protocol.relay(socket, ok.socket, this.svc.config, this) : new Relay(socket, ok.socket, this.svc.config.idleTimeoutMs, this);
   }
 
   /** Refused before it was counted open (limit, reject mapping, no route): one event pair, nothing else. */
@@ -308,12 +340,12 @@ export class Connection implements LiveBytes, RelayOwner {
     if (reason === 'limit') this.svc.metrics.limited(error!);
     if (this.admitted) {
       this.svc.metrics.rejected(reason);
-      this.socket.destroy();
+      this.closeClient(reason, error);
       return this.finish(reason, error);
     }
     const e = this.connectEvent ?? this.frontEvent();
     this.finished = true;
-    this.socket.destroy();
+    this.closeClient(reason, error);
     this.svc.metrics.rejected(reason);
     this.svc.metrics.outcome(reason);
     this.host.connected(e);
@@ -360,8 +392,8 @@ export class Connection implements LiveBytes, RelayOwner {
     // Spelled out, not spread: this runs once per connection and a spread costs several times more.
     host.disconnected({
       event: 'ClientDisconnect', id: e.id, service: e.service, listener: e.listener, client: e.client, user: e.user, auth: e.auth,
-      sni: e.sni, alpn: e.alpn, destination: this.destination, tls: this.served ? this.served.destination.tls !== null : e.tls, time: e.time,
-      bytesFromClient: this.socket.bytesRead, bytesToClient: this.socket.bytesWritten, durationMs, reason, error,
+      sni: e.sni, alpn: e.alpn, requested: e.requested, destination: this.destination, tls: this.served ? this.served.destination.tls !== null : e.tls,
+      time: e.time, bytesFromClient: this.bytesFromClient(), bytesToClient: this.bytesToClient(), durationMs, reason, error,
       destinationIndex: this.served?.index ?? null,
     });
   }

@@ -115,7 +115,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.cfg = config;
     this.options = options;
     this.metrics = new Metrics(VERSION, () => this.open, () => this.sink?.dropped ?? 0, options);
-    this.services = new ServiceRegistry(this.metrics, options.limiterSources);
+    this.services = new ServiceRegistry(this.metrics, () => this.cfg.users, options.limiterSources);
     this.open = this.services.open;
     this.now = options.clock ?? Date.now;
     this.closer = new ScheduleCloser(this.now, this.open);

@@ -4,6 +4,8 @@ import { sameService } from './config/diff';
 import { buildFrontStages } from './front/build';
 import type { Metrics, ServiceMetrics } from './metrics/metrics';
 import { Limiter } from './policy/limits';
+import { buildProtocol } from './protocols/build';
+import type { User } from './config/types';
 
 /**
  * The services a gateway runs and the connections it has open: each service's config in force,
@@ -18,7 +20,12 @@ export class ServiceRegistry {
   readonly open = new Set<Connection>();
 
   /** @param limiterSources rate buckets each service keeps at most (one per client address). */
-  constructor(private readonly metrics: Metrics, private readonly limiterSources?: number) {}
+  constructor(
+    private readonly metrics: Metrics,
+    /** The users in force, for stages that check logins (SOCKS). */
+    private readonly users: () => readonly User[],
+    private readonly limiterSources?: number,
+  ) {}
 
   get(name: string): ServiceState | undefined { return this.services.get(name); }
   values(): IterableIterator<ServiceState> { return this.services.values(); }
@@ -29,7 +36,8 @@ export class ServiceRegistry {
     for (const config of configs) {
       if (this.services.has(config.name)) continue;
       const state: ServiceState = {
-        config, front: buildFrontStages(config), metrics: this.metrics.service(config.name, config.maxConnections),
+        config, front: buildFrontStages(config, this.users), protocol: buildProtocol(config),
+        metrics: this.metrics.service(config.name, config.maxConnections),
         // Back before its old connections ended: they still hold their places in its limits.
         limiter: this.retired.get(config.name)?.limiter ?? new Limiter(this.limiterSources),
       };
@@ -58,7 +66,10 @@ export class ServiceRegistry {
   commit(configs: readonly ServiceConfig[], added: readonly string[], removed: readonly string[]): void {
     for (const config of configs) {
       const state = this.services.get(config.name)!;
-      if (!sameService(state.config, config)) state.front = buildFrontStages(config);
+      if (!sameService(state.config, config)) {
+        state.front = buildFrontStages(config, this.users);
+        state.protocol = buildProtocol(config);
+      }
       state.config = config;
       state.metrics.setMax(config.maxConnections);
       state.metrics.setCertificateExpiry(config.accept.tls?.notAfter ?? null);

@@ -100,7 +100,7 @@ const SCRIPT = `
       var since = el('td', age(c.seconds));
       since.title = String(c.since);
       var tr = row([el('td', c.id), el('td', c.service), el('td', c.client), el('td', c.user === null ? '-' : c.user + (c.auth ? ' (' + c.auth + ')' : '')),
-        el('td', c.destination === null ? '-' : c.destination), el('td', c.state), since,
+        el('td', (c.requested ? c.requested + ' → ' : '') + (c.destination === null ? '-' : c.destination)), el('td', c.state), since,
         numCell(c.bytesFromClient), numCell(c.bytesToClient)]);
       tr.setAttribute('data-id', String(c.id));
       return tr;

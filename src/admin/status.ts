@@ -36,6 +36,8 @@ export interface ConnectionStatus {
   readonly user: string | null;
   readonly auth: Auth;
   readonly sni: string | null;
+  /** SOCKS: where the client asked to go. */
+  readonly requested: string | null;
   readonly destination: string | null;
   readonly state: string;
   readonly since: string;
@@ -84,7 +86,7 @@ export function statusSnapshot(src: StatusSources, now = Date.now()): GatewaySta
       }),
     })),
     connections: [...src.open].map((c) => ({
-      id: c.id, service: c.service, client: c.client, user: c.user, auth: c.auth, sni: c.sni, destination: c.destination, state: c.state,
+      id: c.id, service: c.service, client: c.client, user: c.user, auth: c.auth, sni: c.sni, requested: c.requested, destination: c.destination, state: c.state,
       since: new Date(c.since).toISOString(), seconds: (now - c.since) / 1000,
       bytesFromClient: c.bytesFromClient(), bytesToClient: c.bytesToClient(),
     })),

@@ -218,6 +218,8 @@ export class Context {
         let message = ref ? PATTERN_HINTS[ref] : `must match ${String(p.pattern)}`;
         if (e.schemaPath.includes('/bind/')) message = 'must be "internal", "all" or a list of interface names and addresses';
         if (e.schemaPath.includes('/workers/')) message = 'must be a number or "auto"';
+        if (e.schemaPath.includes('/passivePorts/')) message = 'must be a port range such as 50000-50100';
+        if (e.schemaPath.includes('/password/')) message = 'must be a hash printed by `mapgate passwd` (scrypt:…), never the password itself';
         if (propertyName !== undefined) return this.add([...path, propertyName], `key ${message}`, true);
         return this.add(path, `${message}${got}`);
       }

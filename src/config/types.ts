@@ -40,6 +40,8 @@ export interface User {
   readonly sources: readonly Cidr[];
   /** MAC addresses (lower case, `aa:bb:cc:dd:ee:ff`) the client's IPv4 address resolves to in the kernel's neighbour table. */
   readonly macs: readonly string[];
+  /** A salted scrypt hash as `mapgate passwd` prints it (`scrypt:…`), for SOCKS logins; null: none. */
+  readonly password: string | null;
   /** Alternatives: a verified client certificate matching any one makes the client this user. */
   readonly certificates: readonly CertificateMatch[];
 }
@@ -103,6 +105,41 @@ export interface Limits {
   readonly rate: RateLimit | null;
 }
 
+/**
+ * A destination a SOCKS client may ask for (a mapping's `to`): a host pattern (`*`, `*.corp.example`,
+ * `db.corp.example`) or an address block, and a port (null: any).
+ */
+export interface TargetPattern {
+  /** `*` (any), `*.suffix` (one or more labels under it) or an exact name, lower case; null when `cidr` is given. */
+  readonly host: string | null;
+  /** An address block; it also matches a name the gateway resolved into it. */
+  readonly cidr: Cidr | null;
+  readonly port: number | null;
+  /** As written, for messages and /status. */
+  readonly text: string;
+}
+
+/** The protocol a service speaks with its clients. */
+export type ServiceProtocol = 'tcp' | 'ftp' | 'socks';
+
+/** `ftp:` of a `protocol: ftp` service: its data channels. */
+export interface FtpSettings {
+  /** Ports the gateway listens on for data connections; null: any free port. */
+  readonly passivePorts: { readonly from: number; readonly to: number } | null;
+  /** Let a PASV reply name another host than the server's own address (servers behind NAT). */
+  readonly allowForeignPassive: boolean;
+  /** A data listener nobody connected to closes after this. */
+  readonly dataTimeoutMs: number;
+  /** Data channels (listening or open) one control connection may have at once. */
+  readonly maxDataChannels: number;
+}
+
+/** `socks:` of a `protocol: socks` service. */
+export interface SocksSettings {
+  /** `password`: SOCKS5 username/password (RFC 1929) against users' `password`; `none`: no login. */
+  readonly auth: 'password' | 'none';
+}
+
 export interface MappingRule {
   /** Position in the service's `mappings`, for logs. */
   readonly index: number;
@@ -114,8 +151,10 @@ export interface MappingRule {
   readonly schedule: Schedule | null;
   /** Open connections it routed close (reason `schedule`) when its schedule closes. */
   readonly endAtClose: boolean;
+  /** SOCKS: the requested destinations it matches; null on other services. */
+  readonly to: readonly TargetPattern[] | null;
   readonly action: 'forward' | 'reject';
-  /** Candidates tried in order; empty when `action` is `reject`. */
+  /** Candidates tried in order; empty when `action` is `reject`, and on a SOCKS mapping that forwards where the client asked. */
   readonly destinations: readonly Destination[];
 }
 
@@ -127,6 +166,11 @@ export type BindSpec =
 
 export interface ServiceConfig {
   readonly name: string;
+  readonly protocol: ServiceProtocol;
+  /** Set when `protocol` is `ftp`. */
+  readonly ftp: FtpSettings | null;
+  /** Set when `protocol` is `socks`. */
+  readonly socks: SocksSettings | null;
   readonly port: number;
   readonly bind: BindSpec;
   readonly intercept: readonly number[];

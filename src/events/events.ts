@@ -13,12 +13,14 @@ export type DisconnectReason =
   | 'no-route'
   | 'handshake-timeout'
   | 'proxy-protocol'
+  | 'socks'
+  | 'auth-failed'
   | 'schedule'
   | 'shutdown';
 
 export const DISCONNECT_REASONS: readonly DisconnectReason[] = [
   'client-closed', 'upstream-closed', 'connect-failed', 'connect-timeout', 'idle-timeout',
-  'tls-failed', 'rejected', 'limit', 'no-route', 'handshake-timeout', 'proxy-protocol', 'schedule', 'shutdown',
+  'tls-failed', 'rejected', 'limit', 'no-route', 'handshake-timeout', 'proxy-protocol', 'socks', 'auth-failed', 'schedule', 'shutdown',
 ];
 
 /**
@@ -36,12 +38,14 @@ export interface ClientConnectEvent {
   readonly client: string;
   /** The user the client was identified as, or null. */
   readonly user: string | null;
-  /** How: `certificate` (a verified client certificate), `mac` (its MAC address), `source` (assumed from the address), or null. */
+  /** How: `certificate` (a verified client certificate), `password` (a SOCKS login), `mac` (its MAC address), `source` (assumed from the address), or null. */
   readonly auth: Auth;
   /** On a TLS binding: the server name the client asked for (SNI), or null. */
   readonly sni: string | null;
   /** On a TLS binding: the ALPN protocol negotiated, or null. */
   readonly alpn: string | null;
+  /** SOCKS: the `host:port` the client asked for; null on other services. */
+  readonly requested: string | null;
   /** host:port of the destination chosen (the first candidate), or null when rejected. */
   readonly destination: string | null;
   /** Whether the upstream leg is TLS. */

@@ -57,7 +57,7 @@ export function reloadMetrics(registry: Registry, aggregator: 'omit' | 'max' = '
 const MAX_FAILURE_CODES = 64;
 
 /** Refusals before any upstream was dialled, each a series from the start. */
-const REJECT_REASONS = ['rejected', 'limit', 'no-route', 'tls-failed', 'handshake-timeout', 'proxy-protocol'];
+const REJECT_REASONS = ['rejected', 'limit', 'no-route', 'tls-failed', 'handshake-timeout', 'proxy-protocol', 'socks', 'auth-failed'];
 
 /** `code`, or `other` once `seen` holds the most distinct codes a metric may carry. */
 function boundedCode(seen: Set<string>, code: string): string {

@@ -3,11 +3,11 @@ import { anyContains, type ClientAddress } from '../config/cidr';
 
 /**
  * How the gateway knows who a client is: `certificate` (authenticated: a verified client
- * certificate matched a user), `mac` (assumed from the MAC address the kernel's neighbour table
+ * certificate matched a user), `password` (authenticated: a SOCKS login), `mac` (assumed from the MAC address the kernel's neighbour table
  * gives for the client's IPv4 address), `source` (assumed from the client address, as WinGate
  * assumes users), or null (unknown).
  */
-export type Auth = 'certificate' | 'mac' | 'source' | null;
+export type Auth = 'certificate' | 'password' | 'mac' | 'source' | null;
 
 export interface Identity {
   readonly user: string | null;
@@ -57,11 +57,13 @@ export function certificateMatches(m: CertificateMatch, c: PeerCertificate): boo
 /**
  * Who the client is. With a verified certificate: the first user one of whose entries it
  * matches, or nobody (the certificate says who the client is, and it is no user of ours; its
- * address does not make it one). Without: the first user with the client's MAC address (`mac`,
- * looked up by the caller), then the first user whose sources contain the address, or nobody.
- * Pure.
+ * address does not make it one). Without: the user whose password the client gave (`login`,
+ * checked by the SOCKS stage), then the first user with the client's MAC address (`mac`, looked
+ * up by the caller), then the first user whose sources contain the address, or nobody. Pure.
  */
-export function identify(users: readonly User[], client: ClientAddress | null, certificate: PeerCertificate | null, mac: string | null = null): Identity {
+export function identify(
+  users: readonly User[], client: ClientAddress | null, certificate: PeerCertificate | null, mac: string | null = null, login: string | null = null,
+): Identity {
   if (certificate !== null) {
     for (let i = 0; i < users.length; i++) {
       const entries = users[i].certificates;
@@ -69,6 +71,7 @@ export function identify(users: readonly User[], client: ClientAddress | null, c
     }
     return NOBODY;
   }
+  if (login !== null) return { user: login, auth: 'password' };
   if (mac !== null) {
     const byMac = findUserByMac(users, mac);
     if (byMac !== null) return { user: byMac, auth: 'mac' };

@@ -43,7 +43,7 @@ describe('valid configs', () => {
     expect(imap.destinations).toEqual([{ host: 'mail.corp.example', port: 143, tls: null, proxyProtocol: null, label: 'mail.corp.example:143' }]);
     const [toAlice, branch, reject] = imap.mappings;
     expect(toAlice).toEqual({
-      index: 0, user: 'alice', sources: null, sni: null, schedule: null, endAtClose: false, action: 'forward',
+      index: 0, user: 'alice', sources: null, sni: null, schedule: null, endAtClose: false, to: null, action: 'forward',
       destinations: [{ host: 'mail2.corp.example', port: 993, label: 'mail2.corp.example:993', proxyProtocol: null,
         tls: { servername: 'mail2.corp.example', ca: null, cert: null, key: null, verify: true } }],
     });
@@ -236,8 +236,8 @@ describe('config mistakes: every one located as file:line:col: path: message', (
     ['admin address without a port', y('admin:', '  listen: 127.0.0.1', 'services: []'), [
       'm.yaml:2:11: admin.listen: "127.0.0.1": no port: write host:port, e.g. mail.example.com:143 (or "off" to disable)',
     ]],
-    ['user with neither sources, certificates nor MACs', y('users:', '  alice: {}', 'services: []'), [
-      'm.yaml:2:10: users.alice: needs at least one of: sources, certificates, macs',
+    ['user with neither sources, certificates, MACs nor a password', y('users:', '  alice: {}', 'services: []'), [
+      'm.yaml:2:10: users.alice: needs at least one of: sources, certificates, macs, password',
     ]],
     ['user with an empty source list', y('users:', '  alice: { sources: [] }', 'services: []'), [
       'm.yaml:2:21: users.alice.sources: must not be an empty list',

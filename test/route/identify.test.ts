@@ -6,7 +6,7 @@ import { certificateMatches, identify, type PeerCertificate } from '../../src/ro
 const match = (m: Partial<CertificateMatch>): CertificateMatch => ({ cn: null, ou: null, o: null, dns: null, uri: null, email: null, ...m });
 const cert = (c: Partial<PeerCertificate>): PeerCertificate => ({ cn: [], ou: [], o: [], dns: [], uri: [], email: [], ...c });
 const user = (name: string, sources: string[], certificates: Array<Partial<CertificateMatch>>, macs: string[] = []): User =>
-  ({ name, sources: sources.map((s) => parseCidr(s)!), certificates: certificates.map(match), macs });
+  ({ name, sources: sources.map((s) => parseCidr(s)!), certificates: certificates.map(match), macs, password: null });
 
 const users: User[] = [
   user('alice', ['10.0.0.15'], [{ cn: 'alice' }]),

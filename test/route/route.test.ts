@@ -134,3 +134,46 @@ services:
     expect(at(iso)).toBe(expected);
   });
 });
+
+describe('route on a SOCKS service: `to` matches where the client asked to go', () => {
+  const socksConfig = parseConfig(`
+admin: { listen: "off" }
+users:
+  alice: { sources: [10.0.0.15] }
+services:
+  - name: socks
+    port: 1080
+    bind: [127.0.0.1]
+    protocol: socks
+    socks: { auth: none }
+    mappings:
+      - { user: alice, to: ["10.0.0.0/8", "*.corp.example:443", "db.corp.example:5432"] }
+      - { to: ["intranet.corp.example:80"], destination: "intranet-proxy.corp.example:8080" }
+      - { action: reject }
+`, 'socks.yaml');
+  const socks = socksConfig.services[0];
+  const ask = (from: string, host: string, port: number, resolved: string | null = null): string => {
+    const client = parseClientAddress(from);
+    const { user } = identify(socksConfig.users, client, null);
+    const literal = parseClientAddress(host);
+    const address = literal ?? (resolved === null ? null : parseClientAddress(resolved));
+    const target = { host, address, port, label: `${host}:${port}`, version: 5 as const };
+    const r = route(socks, { client, user, sni: null, now: 0, target });
+    return r.action === 'forward' ? r.destinations.map((d) => d.label).join(',') : r.reason;
+  };
+
+  test.each([
+    ['an address in alice\'s block: where she asked', '10.0.0.15', '10.9.8.7', 22, null, '10.9.8.7:22'],
+    ['a name resolved into her block: the address that was checked', '10.0.0.15', 'files.lan', 445, '10.1.1.1', '10.1.1.1:445'],
+    ['a name not resolved: no block matches it', '10.0.0.15', 'files.lan', 445, null, 'rejected'],
+    ['one label under *.corp.example, on its port', '10.0.0.15', 'mail.corp.example', 443, null, 'mail.corp.example:443'],
+    ['several labels under it', '10.0.0.15', 'a.b.corp.example', 443, null, 'a.b.corp.example:443'],
+    ['*.corp.example is not corp.example itself', '10.0.0.15', 'corp.example', 443, null, 'rejected'],
+    ['the wrong port', '10.0.0.15', 'mail.corp.example', 80, null, 'rejected'],
+    ['an exact name and port', '10.0.0.15', 'db.corp.example', 5432, null, 'db.corp.example:5432'],
+    ['not alice: only the intranet, sent to its proxy', '192.0.2.1', 'intranet.corp.example', 80, null, 'intranet-proxy.corp.example:8080'],
+    ['not alice, anything else: refused', '192.0.2.1', '10.9.8.7', 22, null, 'rejected'],
+  ])('%s', (_what, from, host, port, resolved, expected) => {
+    expect(ask(from, host, port, resolved)).toBe(expected);
+  });
+});

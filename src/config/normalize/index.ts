@@ -34,7 +34,7 @@ export function normalize(data: unknown, ctx: Context, options: NormalizeOptions
   const admin = adminConfig(ctx, data.admin, baseDir);
   const { users, names } = usersConfig(ctx, data.users);
   const schedules = schedulesConfig(ctx, data.schedules);
-  const services = servicesConfig(ctx, data.services, { baseDir, table, tags, userNames: names, schedules, defaults });
+  const services = servicesConfig(ctx, data.services, { baseDir, table, tags, userNames: names, passwords: users.some((u) => u.password !== null), schedules, defaults });
   const workers = data.workers === 'auto' ? 'auto' : typeof data.workers === 'number' ? data.workers : 1;
   return Object.freeze({
     file: ctx.file,

@@ -5,6 +5,8 @@ import { DEFAULTS } from '../defaults';
 import { hostPortLabel, hostPortProblem, isHost, parseHostPort } from '../parse-values';
 import type { AcceptConfig, BindSpec, Destination, MappingRule, Schedule, ServiceConfig, UpstreamTls } from '../types';
 import { limitsConfig } from './limits';
+import { protocolSettings } from './protocols';
+import { targetsConfig } from './targets';
 import { acceptTls, upstreamTls } from './tls';
 import { asList, cidrs, duration, isObj } from './values';
 
@@ -16,6 +18,8 @@ export interface ServiceEnv {
   readonly tags: InterfaceTags;
   /** Every user name `users` defines, for the mappings that name one. */
   readonly userNames: ReadonlySet<string>;
+  /** Whether some user has a password (SOCKS logins). */
+  readonly passwords: boolean;
   /** Every schedule `schedules` defines, by name. */
   readonly schedules: Readonly<Record<string, Schedule>>;
   /** The `defaults` section. */
@@ -134,6 +138,8 @@ export function servicesConfig(ctx: Context, value: unknown, env: ServiceEnv): S
 
     const accept = acceptConfig(ctx, [...path, 'accept'], s.accept, env.baseDir);
     const acceptsTls = isObj(s.accept) && s.accept.tls !== undefined;
+    const settings = protocolSettings(ctx, path, s, env);
+    const socks = settings.protocol === 'socks';
     const mappings: MappingRule[] = [];
     asList(s.mappings).forEach((m, mi) => {
       if (!isObj(m)) return;
@@ -152,7 +158,13 @@ export function servicesConfig(ctx: Context, value: unknown, env: ServiceEnv): S
       if (action === 'reject' && m.destination !== undefined) ctx.add([...mpath, 'destination'], 'a mapping with action: reject takes no destination', true);
       // An unknown action was reported by the schema; guessing "forward" would add a second, misleading problem.
       const knownAction = m.action === undefined || m.action === 'forward' || m.action === 'reject';
-      if (knownAction && action === 'forward' && m.destination === undefined) ctx.add(mpath, 'needs a destination (or action: reject)');
+      if (m.to !== undefined && !socks) ctx.add([...mpath, 'to'], 'matches what a SOCKS client asks for: only on a service with protocol: socks', true);
+      if (socks) {
+        // Never an open proxy: a mapping that forwards says what it allows.
+        if (knownAction && action === 'forward' && m.to === undefined) ctx.add(mpath, 'a SOCKS mapping that forwards needs to: [...] (the destinations it allows; "*" for any)');
+      } else if (knownAction && action === 'forward' && m.destination === undefined) {
+        ctx.add(mpath, 'needs a destination (or action: reject)');
+      }
       mappings.push(Object.freeze({
         index: mi,
         user,
@@ -160,6 +172,7 @@ export function servicesConfig(ctx: Context, value: unknown, env: ServiceEnv): S
         sni: m.sni === undefined ? null : Object.freeze(asList(m.sni).filter((n): n is string => typeof n === 'string').map((n) => n.toLowerCase().replace(/\.$/, ''))),
         schedule,
         endAtClose: m.endAtClose === true && schedule !== null,
+        to: m.to === undefined ? null : Object.freeze(targetsConfig(ctx, [...mpath, 'to'], m.to)),
         action,
         destinations: Object.freeze(destinations(ctx, [...mpath, 'destination'], m.destination, env.baseDir)),
       }));
@@ -167,6 +180,7 @@ export function servicesConfig(ctx: Context, value: unknown, env: ServiceEnv): S
 
     services.push(Object.freeze({
       name,
+      ...settings,
       port,
       bind,
       intercept: Object.freeze(intercept),
