@@ -3,7 +3,7 @@
 /**
  * mapgate's benchmark against its peers (issue 5). See test/bench/README.md.
  *
- *   node test/bench/bench.js [--quick] [--rounds N] [--only mapgate,haproxy,...] [--idle N] [--keep]
+ *   node test/bench/bench.js [--quick] [--rounds N] [--only mapgate,haproxy,...,socks,ftp] [--idle N] [--keep]
  *   node test/bench/bench.js --profile [mapgate|bare] [--quick]   conn/s run under node --cpu-prof
  *
  * Progress goes to stderr; the result table (markdown) to stdout. Every process it starts is
@@ -15,6 +15,7 @@ const http = require('node:http');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const { PROTOCOL_KEYS, benchProtocols } = require('./protocols');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -792,7 +793,27 @@ async function mapgateSanity(p) {
 
 async function benchmark() {
   const only = opts.only;
+  const unknown = (only || []).filter((k) => !PROXIES.some((p) => p.key === k) && !PROTOCOL_KEYS.includes(k));
+  if (unknown.length) throw new Error(`--only: unknown ${unknown.join(', ')} (known: ${[...PROXIES.map((p) => p.key), ...PROTOCOL_KEYS].join(', ')})`);
   const candidates = PROXIES.filter((p) => !only || only.includes(p.key));
+  if (candidates.length > 0) await benchmarkProxies(candidates);
+  const protocols = PROTOCOL_KEYS.filter((k) => !only || only.includes(k));
+  if (protocols.length > 0) await benchmarkProtocols(protocols);
+}
+
+/** The protocol paths of issue 11 (test/bench/protocols.js): SOCKS5 and FTP rows, a table of their own. */
+async function benchmarkProtocols(keys) {
+  const ctx = { D, WORK, CLI, log, which, run, startProcess, stopProcesses, freePorts, waitPort, cpuMicros, mapgateNodeFlags };
+  const { markdown, raw } = await benchProtocols(ctx, keys);
+  const env = environment({ httpServer: null });
+  const file = path.join(os.tmpdir(), 'mapgate-bench-protocols-last.json');
+  fs.writeFileSync(file, JSON.stringify({ env, durations: D, results: raw }, null, 2));
+  log(`raw results: ${file}`);
+  const load = os.loadavg().map((v) => v.toFixed(2)).join(', ');
+  process.stdout.write(`\nmapgate bench, protocol paths (${keys.join(', ')}): ${env.date}, ${env.machine}; ${env.rounds} round${env.rounds === 1 ? '' : 's'} (medians)${env.quick ? ', --quick' : ''}; ${env.pinning}; load average at the end ${load}.\n\n${markdown}`);
+}
+
+async function benchmarkProxies(candidates) {
   const tools = ['iperf3', 'wrk'].filter((t) => !which(t));
   if (tools.length) throw new Error(`missing load tools: ${tools.join(', ')} (run test/bench/install-peers.sh)`);
   const ups = await startUpstreams(await freePorts(3));

@@ -8,13 +8,16 @@ SUDO=''
 if [ "$(id -u)" -ne 0 ]; then SUDO='sudo'; fi
 
 PACKAGES='haproxy nginx libnginx-mod-stream socat rinetd iperf3 wrk'
+# The protocol rows (--only socks,ftp): SOCKS5 peers, and the FTP server and client.
+PACKAGES="$PACKAGES microsocks dante-server vsftpd curl"
 
 $SUDO apt-get -o DPkg::Lock::Timeout=600 update
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $PACKAGES
 
-# Debian starts haproxy, nginx, rinetd (and sometimes iperf3) as system services; they would
-# hold ports and CPU during a run. Stop them where a service manager exists; ignore failures.
-for svc in haproxy nginx rinetd iperf3; do
+# Debian starts haproxy, nginx, rinetd, danted, vsftpd (and sometimes iperf3, microsocks) as
+# system services; they would hold ports and CPU during a run. Stop them where a service manager
+# exists; ignore failures.
+for svc in haproxy nginx rinetd iperf3 danted vsftpd microsocks; do
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
   elif command -v service >/dev/null 2>&1; then
@@ -22,7 +25,7 @@ for svc in haproxy nginx rinetd iperf3; do
   fi
 done
 
-for tool in haproxy nginx socat rinetd iperf3 wrk taskset; do
+for tool in haproxy nginx socat rinetd iperf3 wrk taskset microsocks danted vsftpd curl; do
   if command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ]; then
     echo "ok: $tool"
   else
