@@ -18,7 +18,9 @@ Usage:
   mapgate [run] [-c FILE]     run the gateway (default command)
   mapgate check [-c FILE]     validate the config: a one-line summary, or every error and exit 1
   mapgate reload [-c FILE]    make the running gateway reload its config (POST /reload on its admin endpoint)
-  mapgate status [-c FILE]    print the running gateway's open connections as a table
+  mapgate status [-c FILE] [--tag TAG]
+                              print the running gateway's services and open connections as tables
+                              (--tag: only the services with that tag, and their connections)
   mapgate passwd              read a password (one line) on stdin, print its salted scrypt hash
                               for users.NAME.password (SOCKS logins)
   mapgate --help | --version
@@ -28,12 +30,13 @@ Options:
 
 Exit codes: 0 ok, 1 invalid config or the command failed, 2 bad usage.`;
 
-interface Args { command: string; config: string }
+interface Args { command: string; config: string; tag: string | null }
 
 function parseArgs(argv: string[]): Args | number {
   let command = 'run';
   let config = process.env.MAPGATE_CONFIG || 'mappings.yaml';
   let sawCommand = false;
+  let tag: string | null = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '-h' || a === '--help' || a === 'help') {
@@ -50,6 +53,10 @@ function parseArgs(argv: string[]): Args | number {
       config = v;
     } else if (a.startsWith('--config=')) {
       config = a.slice('--config='.length);
+    } else if (a === '--tag' || a.startsWith('--tag=')) {
+      const v = a === '--tag' ? argv[++i] : a.slice('--tag='.length);
+      if (v === undefined || v === '') return usage('--tag needs a tag');
+      tag = v;
     } else if (!sawCommand && ['run', 'check', 'reload', 'status', 'passwd'].includes(a)) {
       command = a;
       sawCommand = true;
@@ -58,7 +65,8 @@ function parseArgs(argv: string[]): Args | number {
     }
   }
   if (command === 'passwd' && argv.length > 1) return usage('passwd takes no arguments: it reads the password on stdin');
-  return { command, config };
+  if (tag !== null && command !== 'status') return usage('--tag is an option of status');
+  return { command, config, tag };
 }
 
 function usage(message: string): number {
@@ -186,20 +194,27 @@ async function adminRequest(config: GatewayConfig, method: string, path: string)
 }
 
 interface StatusConnection { id: string; service: string; client: string; user: string | null; requested?: string | null; destination: string | null; seconds: number; bytesFromClient: number; bytesToClient: number }
-interface StatusBody { services: Array<{ name: string; active: number; maxConnections: number; listeners: Array<{ address: string }> }>; connections: StatusConnection[] }
+interface StatusBody {
+  services: Array<{ name: string; tags?: string[]; active: number; maxConnections: number; listeners: Array<{ address: string }> }>;
+  connections: StatusConnection[];
+}
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
 }
 
-async function status(file: string): Promise<number> {
+async function status(file: string, tag: string | null): Promise<number> {
   const config = load(file);
   if (!config) return 1;
   const res = await adminRequest(config, 'GET', '/status');
   if (res.status !== 200) throw new MapgateError('MAPGATE_ERR_ADMIN', `admin endpoint answered ${res.status}`);
   const s = JSON.parse(res.body) as StatusBody;
-  process.stdout.write(table([['SERVICE', 'ACTIVE', 'MAX', 'LISTENERS'], ...s.services.map((v) => [v.name, String(v.active), String(v.maxConnections), v.listeners.map((l) => l.address).join(' ')])]));
+  const services = tag === null ? s.services : s.services.filter((v) => v.tags?.includes(tag));
+  const shown = new Set(services.map((v) => v.name));
+  s.connections = s.connections.filter((c) => shown.has(c.service));
+  process.stdout.write(table([['SERVICE', 'ACTIVE', 'MAX', 'TAGS', 'LISTENERS'],
+    ...services.map((v) => [v.name, String(v.active), String(v.maxConnections), v.tags?.length ? v.tags.join(',') : '-', v.listeners.map((l) => l.address).join(' ')])]));
   process.stdout.write('\n');
   process.stdout.write(table([['ID', 'SERVICE', 'CLIENT', 'USER', 'DESTINATION', 'SECONDS', 'FROM_CLIENT', 'TO_CLIENT'],
     // A SOCKS connection shows where the client asked to go, then where it went.
@@ -290,7 +305,7 @@ async function main(argv: string[]): Promise<number> {
       if (exposed) process.stderr.write(`mapgate: warning: ${exposed}\n`);
       return 0;
     }
-    case 'status': return status(args.config);
+    case 'status': return status(args.config, args.tag);
     case 'reload': return reload(args.config);
     case 'passwd': return passwd();
     default: return run(args.config);

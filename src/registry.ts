@@ -42,6 +42,7 @@ export class ServiceRegistry {
         limiter: this.retired.get(config.name)?.limiter ?? new Limiter(this.limiterSources),
       };
       state.metrics.setCertificateExpiry(config.accept.tls?.notAfter ?? null);
+      this.metrics.setServiceTags(config.name, config.tags);
       state.metrics.trackSources(() => state.limiter.trackedSources);
       this.services.set(config.name, state);
       added.push(config.name);
@@ -73,6 +74,7 @@ export class ServiceRegistry {
       state.config = config;
       state.metrics.setMax(config.maxConnections);
       state.metrics.setCertificateExpiry(config.accept.tls?.notAfter ?? null);
+      this.metrics.setServiceTags(config.name, config.tags);
     }
     // Back in the config before its old connections ended: its series simply go on counting.
     for (const name of added) this.retired.delete(name);

@@ -24,6 +24,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 #link[data-state="closed"] { color: #d33; }
 .full { color: #d33; font-weight: 600; }
 .open { color: #2a2; }
+tr.group td { font-weight: 600; padding-top: .8rem; border-bottom: 2px solid var(--line); }
+.comment { color: var(--muted); white-space: normal; font-size: .9em; }
 .shut { color: var(--muted); }
 `;
 
@@ -67,6 +69,32 @@ const SCRIPT = `
     }
     for (var i = 0; i < rows.length; i++) tbody.appendChild(rows[i]);
   }
+  function serviceRow(v) {
+    var listeners = (v.listeners || []).map(function (l) { return l.address + (l.intercept ? ' (intercept)' : ''); }).join(', ');
+    var load = el('td', v.active + ' / ' + v.maxConnections, 'num' + (v.active >= v.maxConnections ? ' full' : ''));
+    var name = el('td', v.name);
+    if (v.comment) name.appendChild(el('div', v.comment, 'comment'));
+    return row([name, el('td', listeners), load, policy(v)]);
+  }
+  // Services under each of their tags (a service with two tags shows under both), untagged ones
+  // last; without any tag, one group without a heading.
+  function groupByTag(services) {
+    var tags = [], byTag = {}, untagged = [];
+    for (var i = 0; i < services.length; i++) {
+      var t = Array.isArray(services[i].tags) ? services[i].tags : [];
+      if (t.length === 0) untagged.push(services[i]);
+      for (var j = 0; j < t.length; j++) {
+        var k = String(t[j]);
+        if (!Object.prototype.hasOwnProperty.call(byTag, k)) { byTag[k] = []; tags.push(k); }
+        byTag[k].push(services[i]);
+      }
+    }
+    if (tags.length === 0) return [{ tag: null, services: services }];
+    tags.sort();
+    var groups = tags.map(function (k) { return { tag: k, services: byTag[k] }; });
+    if (untagged.length) groups.push({ tag: '', services: untagged });
+    return groups;
+  }
   function policy(v) {
     var td = el('td');
     var l = v.limits || {}, parts = [];
@@ -91,11 +119,17 @@ const SCRIPT = `
     $('updated').textContent = new Date().toLocaleTimeString();
     var services = Array.isArray(s.services) ? s.services : [];
     var conns = Array.isArray(s.connections) ? s.connections : [];
-    replaceBody($('services'), services.map(function (v) {
-      var listeners = (v.listeners || []).map(function (l) { return l.address + (l.intercept ? ' (intercept)' : ''); }).join(', ');
-      var load = el('td', v.active + ' / ' + v.maxConnections, 'num' + (v.active >= v.maxConnections ? ' full' : ''));
-      return row([el('td', v.name), el('td', listeners), load, policy(v)]);
-    }), 4, 'no services');
+    replaceBody($('services'), groupByTag(services).reduce(function (rows, g) {
+      if (g.tag !== null) {
+        var head = el('td', g.tag === '' ? 'untagged' : 'tag: ' + g.tag);
+        head.colSpan = 4;
+        var tr = row([head]);
+        tr.className = 'group';
+        rows.push(tr);
+      }
+      for (var i = 0; i < g.services.length; i++) rows.push(serviceRow(g.services[i]));
+      return rows;
+    }, []), 4, 'no services');
     replaceBody($('connections'), conns.map(function (c) {
       var since = el('td', age(c.seconds));
       since.title = String(c.since);

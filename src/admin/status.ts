@@ -18,6 +18,8 @@ export interface ScheduleStatus {
 /** One service in `/status`. */
 export interface ServiceStatus {
   readonly name: string;
+  readonly tags: readonly string[];
+  readonly comment: string | null;
   readonly active: number;
   readonly maxConnections: number;
   readonly listeners: ReadonlyArray<{ readonly address: string; readonly intercept: boolean }>;
@@ -72,6 +74,8 @@ export function statusSnapshot(src: StatusSources, now = Date.now()): GatewaySta
     state: src.state,
     services: [...src.services].map((s) => ({
       name: s.config.name,
+      tags: s.config.tags,
+      comment: s.config.comment,
       active: s.metrics.active.value,
       maxConnections: s.config.maxConnections,
       listeners: src.listenersOf(s).map((l) => ({ address: l.label, intercept: l.intercept })),

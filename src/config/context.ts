@@ -44,6 +44,7 @@ const PATTERN_HINTS: Record<string, string> = {
   mac: 'must be a MAC address such as 52:54:00:12:34:56',
   rate: 'must be a rate such as 20/s, 100/m or 1000/h, or off',
   limitCount: 'must be a number or off',
+  tag: "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
 };
 
 const TYPE_WORDS: Record<string, string> = {
@@ -203,6 +204,8 @@ export class Context {
       }
       case 'minItems':
         return this.add(path, Number(p.limit) === 1 ? 'must not be an empty list' : `must have at least ${String(p.limit)} items`);
+      case 'uniqueItems':
+        return this.add([...path, Number(p.i)], `the same entry as ${pathText([...path, Number(p.j)])}`);
       case 'maxItems':
         return this.add(path, `must have at most ${String(p.limit)} items (has ${Array.isArray(e.data) ? e.data.length : '?'})`);
       case 'minLength':

@@ -166,6 +166,10 @@ export type BindSpec =
 
 export interface ServiceConfig {
   readonly name: string;
+  /** Operators' tags: shown and filtered by, never in metrics' labels but `mapgate_service_info`'s. */
+  readonly tags: readonly string[];
+  /** Operators' free text; null when none. */
+  readonly comment: string | null;
   readonly protocol: ServiceProtocol;
   /** Set when `protocol` is `ftp`. */
   readonly ftp: FtpSettings | null;

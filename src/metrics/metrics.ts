@@ -100,6 +100,12 @@ export class Metrics {
   readonly reloads: Counter<'result'>;
   readonly lastReloadOk: Gauge;
   readonly lastReloadTime: Gauge;
+  /** One series per service and tag (tag "" for an untagged service): join on `service` to group dashboards by tag. */
+  readonly serviceInfo = new Gauge({
+    name: 'mapgate_service_info', help: 'Always 1; one series per service and each of its tags (tag="" when it has none).',
+    labelNames: ['service', 'tag'], registers: [this.registry], aggregator: 'max',
+  });
+  private readonly serviceTags = new Map<string, readonly string[]>();
   readonly buildInfo = new Gauge({ name: 'mapgate_build_info', help: 'Always 1; labels carry the version.', labelNames: ['version', 'node'], registers: [this.registry], aggregator: 'first' });
 
   constructor(version: string, live: () => Iterable<LiveBytes>, droppedEvents: () => number, options: { defaultMetrics?: boolean } = {}) {
@@ -133,8 +139,19 @@ export class Metrics {
     c.countedToClient = to;
   }
 
+  /** Puts a service's tags in `mapgate_service_info`, replacing the ones it had; null removes its series. */
+  setServiceTags(service: string, tags: readonly string[] | null): void {
+    for (const tag of this.serviceTags.get(service) ?? []) this.serviceInfo.remove({ service, tag });
+    this.serviceTags.delete(service);
+    if (tags === null) return;
+    const shown = tags.length > 0 ? tags : [''];
+    for (const tag of shown) this.serviceInfo.labels({ service, tag }).set(1);
+    this.serviceTags.set(service, shown);
+  }
+
   /** Forgets every series of a service (gone from the config, its connections ended). */
   removeService(name: string): void {
+    this.setServiceTags(name, null);
     for (const m of [this.active, this.total, this.bytes, this.connectSeconds, this.durationSeconds, this.rejected,
       this.connectFailures, this.tlsHandshakeFailures, this.certificateExpiry, this.listeners, this.maxConnections, this.limitRejections,
       this.limitSources]) m.remove('service', name);

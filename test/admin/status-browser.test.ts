@@ -147,6 +147,26 @@ services:
     expect(problems).toEqual([]);
   });
 
+  test('services grouped by tag (a service under each of its tags, untagged last), comments shown as text', async () => {
+    const echo = await startEchoServer();
+    const gw = await startGateway(`
+admin: { listen: "127.0.0.1:0" }
+services:
+  - { name: mail, port: 0, bind: [127.0.0.1], tags: [branch-a, mail], comment: "<script>alert(1)</script> IMAP", destination: "127.0.0.1:${echo.port}" }
+  - { name: db, port: 0, bind: [127.0.0.1], tags: [branch-b], destination: "127.0.0.1:${echo.port}" }
+  - { name: plain, port: 0, bind: [127.0.0.1], destination: "127.0.0.1:${echo.port}" }
+`);
+    const admin = gw.adminAddress()!;
+    const { page, problems } = await openPage(`http://${admin.host}:${admin.port}/`);
+    await page.locator('#services tr.group').first().waitFor({ timeout: WAIT });
+    const rows = await page.locator('#services tr').evaluateAll((trs) => trs.map((tr) => (tr.className === 'group' ? `# ${tr.textContent}` : tr.querySelector('td')!.firstChild!.textContent)));
+    expect(rows).toEqual(['# tag: branch-a', 'mail', '# tag: branch-b', 'db', '# tag: mail', 'mail', '# untagged', 'plain']);
+    const comment = page.locator('#services .comment').first();
+    expect(await comment.textContent()).toBe('<script>alert(1)</script> IMAP');
+    expect(await page.locator('#services script').count()).toBe(0);
+    expect(problems).toEqual([]);
+  });
+
   test('hostile text in the status is shown as text, never parsed as markup', async () => {
     // The page must not trust the data: a destination or user name is rendered with textContent.
     const evil = '<img src=x onerror="document.title=\'pwned\'"><b id=injected>bold</b>';

@@ -57,6 +57,39 @@ function parseTables(stdout: string): string[][][] {
 }
 
 describe('mapgate status', () => {
+  test('--tag shows only the services with that tag, and their connections; tags are listed', async () => {
+    const echo = await startEchoServer();
+    const adminPort = await unusedPort();
+    const file = writeConfig(`
+admin: { listen: "127.0.0.1:${adminPort}" }
+log: { events: "off" }
+shutdownGrace: 1s
+services:
+  - { name: mail, port: 0, bind: [127.0.0.1], tags: [branch-a, mail], comment: "IMAP for branch A", destination: "127.0.0.1:${echo.port}" }
+  - { name: db, port: 0, bind: [127.0.0.1], tags: [branch-b], destination: "127.0.0.1:${echo.port}" }
+`);
+    const gw = await startGatewayProcess(file);
+    const status = (await (await fetch(`http://127.0.0.1:${adminPort}/status`)).json()) as StatusJson;
+    const port = (name: string): number => Number(status.services.find((s) => s.name === name)!.listeners[0].address.split(':').pop());
+    const toDb = await connect(port('db'));
+    toDb.write('x');
+    await new Promise((r) => toDb.once('data', r));
+
+    const all = await runCli(['status', '-c', file]);
+    expect(parseTables(all.stdout)[0].map((r) => [r[0], r[3]])).toEqual([['SERVICE', 'TAGS'], ['mail', 'branch-a,mail'], ['db', 'branch-b']]);
+    const a = await runCli(['status', '-c', file, '--tag', 'branch-a']);
+    expect(a.code).toBe(0);
+    const [services, connections] = parseTables(a.stdout);
+    expect(services.map((r) => r[0])).toEqual(['SERVICE', 'mail']);
+    expect(connections).toHaveLength(1);
+    const b = await runCli(['status', '-c', file, '--tag=branch-b']);
+    expect(parseTables(b.stdout)[1].map((r) => r[1])).toEqual(['SERVICE', 'db']);
+    expect((await runCli(['check', '-c', file, '--tag', 'x'])).code).toBe(2);
+    toDb.destroy();
+    gw.child.kill('SIGTERM');
+    await gw.exited;
+  });
+
   test('prints the running gateway\'s services and open connections as tables', async () => {
     const echo = await startEchoServer();
     const adminPort = await unusedPort();
@@ -83,7 +116,7 @@ services:
     expect(open.stderr).toBe('');
     expect(open.code).toBe(0);
     const [services, connections] = parseTables(open.stdout);
-    expect(services).toEqual([['SERVICE', 'ACTIVE', 'MAX', 'LISTENERS'], ['echo', '1', '5', listener]]);
+    expect(services).toEqual([['SERVICE', 'ACTIVE', 'MAX', 'TAGS', 'LISTENERS'], ['echo', '1', '5', '-', listener]]);
     expect(connections[0]).toEqual(['ID', 'SERVICE', 'CLIENT', 'USER', 'DESTINATION', 'SECONDS', 'FROM_CLIENT', 'TO_CLIENT']);
     expect(connections).toHaveLength(2);
     const [id, service, client, user, destination, seconds, fromClient, toClient] = connections[1];
@@ -102,7 +135,7 @@ services:
     }
     expect(after.code).toBe(0);
     expect(parseTables(after.stdout)).toEqual([
-      [['SERVICE', 'ACTIVE', 'MAX', 'LISTENERS'], ['echo', '0', '5', listener]],
+      [['SERVICE', 'ACTIVE', 'MAX', 'TAGS', 'LISTENERS'], ['echo', '0', '5', '-', listener]],
       [['ID', 'SERVICE', 'CLIENT', 'USER', 'DESTINATION', 'SECONDS', 'FROM_CLIENT', 'TO_CLIENT']],
     ]);
 

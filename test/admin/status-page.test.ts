@@ -133,7 +133,7 @@ describe('GET /events: server-sent status', () => {
     const first = statusOf(await stream.next((e) => e.event === 'status', 1000));
     expect(first.state).toBe('running');
     expect(first.connections).toEqual([]);
-    expect(first.services).toEqual([{ name: 'echo', active: 0, maxConnections: 7, listeners: [{ address: `127.0.0.1:${portOf(gw, 'echo')}`, intercept: false }], waiting: [],
+    expect(first.services).toEqual([{ name: 'echo', tags: [], comment: null, active: 0, maxConnections: 7, listeners: [{ address: `127.0.0.1:${portOf(gw, 'echo')}`, intercept: false }], waiting: [],
       limits: { perSource: null, perUser: null, rate: null }, schedules: [] }]);
 
     const c = await connect(portOf(gw, 'echo'));

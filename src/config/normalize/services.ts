@@ -180,6 +180,8 @@ export function servicesConfig(ctx: Context, value: unknown, env: ServiceEnv): S
 
     services.push(Object.freeze({
       name,
+      tags: Object.freeze(asList(s.tags).filter((t): t is string => typeof t === 'string')),
+      comment: typeof s.comment === 'string' ? s.comment : null,
       ...settings,
       port,
       bind,
