@@ -4,39 +4,68 @@ import * as http from 'node:http';
 import * as tls from 'node:tls';
 import { unprotectedAdminWarning } from './admin/admin';
 import { hashPassword } from './auth/password';
-import { loadConfigFile } from './config/load';
+import { resolveBind } from './config/bind';
+import { loadConfigFile, parseConfig, type ExtraService } from './config/load';
+import { parseTunnels, TunnelSpecError } from './config/tunnels';
 import type { GatewayConfig } from './config/types';
-import { ConfigError, MapgateError } from './errors';
+import { ConfigError, formatProblem, MapgateError } from './errors';
 import { createGateway } from './gateway';
 import { isWorker, runPrimary, runWorker, workerCount } from './cluster';
 import { handleSignals } from './signals';
 import { VERSION } from './version';
+import { interceptRules } from './intercept/rules';
 
 const USAGE = `mapgate ${VERSION}: TCP mapping gateway
 
 Usage:
-  mapgate [run] [-c FILE]     run the gateway (default command)
-  mapgate check [-c FILE]     validate the config: a one-line summary, or every error and exit 1
+  mapgate [run] [-c FILE] [-L TUNNEL]... [-g]
+                              run the gateway (default command)
+  mapgate check [-c FILE] [-L TUNNEL]... [-g]
+                              validate the config: a one-line summary, or every error and exit 1
   mapgate reload [-c FILE]    make the running gateway reload its config (POST /reload on its admin endpoint)
   mapgate status [-c FILE] [--tag TAG]
                               print the running gateway's services and open connections as tables
                               (--tag: only the services with that tag, and their connections)
   mapgate passwd              read a password (one line) on stdin, print its salted scrypt hash
                               for users.NAME.password (SOCKS logins)
+  mapgate intercept-rules [-c FILE] [--iptables]
+                              print the firewall rules that redirect intercept ports arriving on
+                              internal interfaces to the gateway (nftables; --iptables: a script)
   mapgate --help | --version
 
 Options:
-  -c, --config FILE   config file (default: $MAPGATE_CONFIG, else ./mappings.yaml)
+  -c, --config FILE   config file (default: $MAPGATE_CONFIG, else ./mappings.yaml; with -L and
+                      neither, no file: just the tunnels)
+  -L TUNNEL           an ad-hoc tunnel, added to the file's services (repeatable):
+                      [tcp|ftp|socks/][listen-address:]listen-port:host:port, socks/ without
+                      host:port; e.g. -L 8143:imap.corp.example:143, -L ftp/2121:ftp.example:21,
+                      -L socks/1080. Listens on loopback unless a listen address is given
+  -g                  -L tunnels without a listen address listen on the internal interfaces
+                      (bind: internal) instead of loopback; refused with socks/ (an open proxy)
 
 Exit codes: 0 ok, 1 invalid config or the command failed, 2 bad usage.`;
 
-interface Args { command: string; config: string; tag: string | null }
+interface Args {
+  command: string;
+  /** The config file; null: none, `-L` tunnels only. */
+  config: string | null;
+  tag: string | null;
+  /** `intercept-rules --iptables`. */
+  iptables: boolean;
+  /** The `-L` tunnels, parsed into services. */
+  tunnels: ExtraService[];
+  /** `-g` was given. */
+  gatewayPorts: boolean;
+}
 
 function parseArgs(argv: string[]): Args | number {
   let command = 'run';
-  let config = process.env.MAPGATE_CONFIG || 'mappings.yaml';
+  let config = process.env.MAPGATE_CONFIG || null;
   let sawCommand = false;
   let tag: string | null = null;
+  let iptables = false;
+  const tunnelSpecs: string[] = [];
+  let gatewayPorts = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '-h' || a === '--help' || a === 'help') {
@@ -53,11 +82,20 @@ function parseArgs(argv: string[]): Args | number {
       config = v;
     } else if (a.startsWith('--config=')) {
       config = a.slice('--config='.length);
+    } else if (a === '-L' || (a.startsWith('-L') && a.length > 2)) {
+      // `-L VALUE`, or ssh's `-LVALUE`.
+      const v = a === '-L' ? argv[++i] : a.slice(2);
+      if (v === undefined) return usage('-L needs a tunnel: [tcp|ftp|socks/][listen-address:]listen-port:host:port (e.g. -L 8143:imap.corp.example:143)');
+      tunnelSpecs.push(v);
+    } else if (a === '-g') {
+      gatewayPorts = true;
     } else if (a === '--tag' || a.startsWith('--tag=')) {
       const v = a === '--tag' ? argv[++i] : a.slice('--tag='.length);
       if (v === undefined || v === '') return usage('--tag needs a tag');
       tag = v;
-    } else if (!sawCommand && ['run', 'check', 'reload', 'status', 'passwd'].includes(a)) {
+    } else if (a === '--iptables') {
+      iptables = true;
+    } else if (!sawCommand && ['run', 'check', 'reload', 'status', 'passwd', 'intercept-rules'].includes(a)) {
       command = a;
       sawCommand = true;
     } else {
@@ -66,7 +104,19 @@ function parseArgs(argv: string[]): Args | number {
   }
   if (command === 'passwd' && argv.length > 1) return usage('passwd takes no arguments: it reads the password on stdin');
   if (tag !== null && command !== 'status') return usage('--tag is an option of status');
-  return { command, config, tag };
+  if (iptables && command !== 'intercept-rules') return usage('--iptables is an option of intercept-rules');
+  if (tunnelSpecs.length > 0 && command !== 'run' && command !== 'check') return usage('-L is an option of run and check');
+  if (gatewayPorts && tunnelSpecs.length === 0) return usage('-g applies to -L tunnels: give at least one -L');
+  let tunnels: ExtraService[];
+  try {
+    tunnels = parseTunnels(tunnelSpecs, { gateway: gatewayPorts });
+  } catch (err) {
+    if (err instanceof TunnelSpecError) return usage(err.message);
+    throw err;
+  }
+  // Tunnels alone need no file; ./mappings.yaml is read only when nothing else is asked for.
+  if (config === null && tunnels.length === 0) config = 'mappings.yaml';
+  return { command, config, tag, iptables, tunnels, gatewayPorts };
 }
 
 function usage(message: string): number {
@@ -74,24 +124,38 @@ function usage(message: string): number {
   return 2;
 }
 
+/**
+ * The config: the file's (none: a config with only `services:`, so every default applies) with the
+ * `-L` tunnels appended. Throws {@link ConfigError}.
+ */
+function readConfig(file: string | null, tunnels: readonly ExtraService[]): GatewayConfig {
+  return file === null ? parseConfig('services: []\n', '<inline>', { extraServices: tunnels }) : loadConfigFile(file, { extraServices: tunnels });
+}
+
+/** What the config was read from, for messages: the file, the -L tunnels, or both. */
+function sourceLabel(file: string | null, tunnels: readonly ExtraService[]): string {
+  const t = `${tunnels.length} -L tunnel${tunnels.length === 1 ? '' : 's'}`;
+  return file === null ? t : tunnels.length > 0 ? `${file} + ${t}` : file;
+}
+
 /** Loads the config or prints every problem; null means exit 1. */
-function load(file: string): GatewayConfig | null {
+function load(file: string | null, tunnels: readonly ExtraService[] = []): GatewayConfig | null {
   try {
-    return loadConfigFile(file);
+    return readConfig(file, tunnels);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(err.message + '\n');
-      process.stderr.write(`mapgate: ${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} in ${file}\n`);
+      process.stderr.write(err.problems.map(formatProblem).join('\n') + '\n');
+      process.stderr.write(`mapgate: ${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} in ${sourceLabel(file, tunnels)}\n`);
       return null;
     }
     throw err;
   }
 }
 
-function summary(c: GatewayConfig): string {
+function summary(c: GatewayConfig, label: string): string {
   const ports = c.services.reduce((n, s) => n + 1 + s.intercept.length, 0);
   const admin = c.admin ? `admin ${c.admin.host}:${c.admin.port}` : 'admin off';
-  return `${c.file}: ok: ${c.services.length} service${c.services.length === 1 ? '' : 's'}, ${ports} port${ports === 1 ? '' : 's'}, ${c.users.length} user${c.users.length === 1 ? '' : 's'}, ${admin}`;
+  return `${label}: ok: ${c.services.length} service${c.services.length === 1 ? '' : 's'}, ${ports} port${ports === 1 ? '' : 's'}, ${c.users.length} user${c.users.length === 1 ? '' : 's'}, ${admin}`;
 }
 
 function logLine(record: object): void {
@@ -103,20 +167,44 @@ function youngGenerationCapped(): boolean {
   return [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a.startsWith('--max-semi-space-size'));
 }
 
-async function run(file: string): Promise<number> {
+/**
+ * `-g` means the internal interfaces; when none is tagged internal (`interfaces:` in a file), that is
+ * loopback alone, which `-g` was given to get away from: say so.
+ */
+function gatewayPortsWarning(config: GatewayConfig): string | null {
+  const internal = resolveBind({ kind: 'internal' }, config.interfaces);
+  if (internal.some((a) => a !== '::1' && !a.startsWith('127.'))) return null;
+  return '-g: no interface is tagged internal (interfaces: in a config file), so the -L tunnels listen on loopback only';
+}
+
+/** How a reload re-reads the config: the file again with the same tunnels; without a file, the tunnels alone. */
+function reloader(tunnels: readonly ExtraService[]): (file: string) => GatewayConfig {
+  if (tunnels.length === 0) return (file) => loadConfigFile(file);
+  return (file) => {
+    if (file !== '<inline>') return readConfig(file, tunnels);
+    logLine({ level: 'info', msg: 'reload: no config file to re-read; the -L tunnels stay as they are' });
+    return readConfig(null, tunnels);
+  };
+}
+
+async function run(args: Args): Promise<number> {
   // A cluster worker runs the config its primary validated and hands it over IPC: it never reads the file.
   if (isWorker) return runWorker(logLine);
-  const config = load(file);
+  const config = load(args.config, args.tunnels);
   if (!config) return 1;
+  const loadConfig = reloader(args.tunnels);
+  const sparse = args.gatewayPorts ? gatewayPortsWarning(config) : null;
+  if (sparse) logLine({ level: 'warn', msg: sparse });
   if (!youngGenerationCapped()) {
     logLine({ level: 'warn', msg: 'node runs without --max-semi-space-size=4: idle connections cost more memory (README, Performance); start mapgate with npm start, the mapgate binary or node --max-semi-space-size=4 dist/cli.js' });
   }
   const exposed = unprotectedAdminWarning(config.admin);
   if (exposed) logLine({ level: 'warn', msg: exposed });
-  if (workerCount(config.workers) > 1) return runPrimary(file, config, logLine);
+  if (workerCount(config.workers) > 1) return runPrimary(config.file, config, logLine, loadConfig);
   // Watch the file (and its directory) for changes; re-read interface addresses (interfacePoll);
   // look for descriptor exhaustion every second.
-  const gateway = createGateway(config, { watch: true, interfacePollMs: config.interfacePollMs, fdCheckMs: 1000 });
+  // Without a file (`<inline>`), nothing is watched.
+  const gateway = createGateway(config, { watch: true, interfacePollMs: config.interfacePollMs, fdCheckMs: 1000, loadConfig });
   gateway.on('log', logLine);
   try {
     await gateway.start();
@@ -204,7 +292,7 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
 }
 
-async function status(file: string, tag: string | null): Promise<number> {
+async function status(file: string | null, tag: string | null): Promise<number> {
   const config = load(file);
   if (!config) return 1;
   const res = await adminRequest(config, 'GET', '/status');
@@ -222,7 +310,7 @@ async function status(file: string, tag: string | null): Promise<number> {
   return 0;
 }
 
-async function reload(file: string): Promise<number> {
+async function reload(file: string | null): Promise<number> {
   const config = load(file);
   if (!config) return 1;
   const res = await adminRequest(config, 'POST', '/reload');
@@ -298,17 +386,25 @@ async function main(argv: string[]): Promise<number> {
   if (typeof args === 'number') return args;
   switch (args.command) {
     case 'check': {
-      const config = load(args.config);
+      const config = load(args.config, args.tunnels);
       if (!config) return 1;
-      process.stdout.write(summary(config) + '\n');
+      process.stdout.write(summary(config, sourceLabel(args.config, args.tunnels)) + '\n');
       const exposed = unprotectedAdminWarning(config.admin);
       if (exposed) process.stderr.write(`mapgate: warning: ${exposed}\n`);
+      const sparse = args.gatewayPorts ? gatewayPortsWarning(config) : null;
+      if (sparse) process.stderr.write(`mapgate: warning: ${sparse}\n`);
       return 0;
     }
     case 'status': return status(args.config, args.tag);
     case 'reload': return reload(args.config);
     case 'passwd': return passwd();
-    default: return run(args.config);
+    case 'intercept-rules': {
+      const config = load(args.config);
+      if (!config) return 1;
+      process.stdout.write(interceptRules(config, { format: args.iptables ? 'iptables' : 'nftables' }));
+      return 0;
+    }
+    default: return run(args);
   }
 }
 

@@ -272,9 +272,10 @@ function mergeStatus(statuses: WorkerStatus[], workers: number, state: string, m
 /**
  * Runs the primary: forks the workers and hands each its config, serves the admin endpoint,
  * watches the config, replaces dead workers, and on SIGTERM/SIGINT drains every worker before
- * exiting 0 (a second signal ends every connection now).
+ * exiting 0 (a second signal ends every connection now). A reload re-reads the file with
+ * `loadConfig` (`mapgate run -L` adds its tunnels).
  */
-export async function runPrimary(file: string, config: GatewayConfig, log: Log): Promise<number> {
+export async function runPrimary(file: string, config: GatewayConfig, log: Log, loadConfig: (file: string) => GatewayConfig = loadConfigFile): Promise<number> {
   const count = workerCount(config.workers);
   // Workers share each listening socket and the kernel spreads connections: no per-connection
   // hand-off through the primary (round-robin would pass every socket over IPC).
@@ -372,7 +373,7 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log):
   const reloadAll = (): Promise<{ ok: boolean; message: string }> => exclusive(async () => {
     let next: GatewayConfig;
     try {
-      next = loadConfigFile(file);
+      next = loadConfig(file);
     } catch (err) {
       const problems = problemLines(err as Error);
       return refuse(refusedReloadMessage(problems), { problems });

@@ -9,6 +9,7 @@ import { Relay, type RelayOwner, type RelayResult } from './relay/relay';
 import { parseClientAddress, type ClientAddress } from './config/cidr';
 import type { Admission, Limiter } from './policy/limits';
 import type { NeighbourTable } from './route/neighbours';
+import type { ConntrackTable } from './intercept/conntrack';
 import { endWith, type ProtocolHandler, type ProtocolOwner, type Relaying } from './protocols/protocol';
 import { identify, type Auth } from './route/identify';
 import { route } from './route/route';
@@ -33,6 +34,8 @@ export interface ConnectionHost {
   readonly users: readonly User[];
   /** Where clients' MAC addresses are looked up; null when no user is recognised by MAC. */
   readonly neighbours: NeighbourTable | null;
+  /** Where intercepted connections' original destinations are looked up; null when no service intercepts. */
+  readonly conntrack: ConntrackTable | null;
   /** The clock schedules and rate limits read (ms); injected by tests. */
   now(): number;
   readonly sessions: TlsSessionCache;
@@ -106,6 +109,10 @@ export class Connection implements LiveBytes, RelayOwner, ProtocolOwner {
   /** Its place in the per-source and per-user counts, given back when it ends. */
   private admission: Admission | null = null;
   private relay: Relaying | null = null;
+  /** On an intercept listener: the destination before the redirect; undefined while it is looked up. */
+  private original: string | null | undefined = null;
+  /** Routing waits for that lookup (at most the table's timeout). */
+  private afterOriginal: (() => void) | null = null;
   /** Bytes side channels moved (FTP data), counted with the connection's own. */
   private sideFromClient = 0;
   private sideToClient = 0;
@@ -117,7 +124,7 @@ export class Connection implements LiveBytes, RelayOwner, ProtocolOwner {
   constructor(
     socket: Socket,
     /** The listening socket that accepted it (draining a removed listener finds its connections by it). */
-    readonly origin: { readonly label: string },
+    readonly origin: { readonly label: string; readonly intercept?: boolean },
     private readonly svc: ServiceState,
     private readonly host: ConnectionHost,
   ) {
@@ -161,6 +168,16 @@ export class Connection implements LiveBytes, RelayOwner, ProtocolOwner {
       return;
     }
     const port = socket.remotePort ?? 0;
+    // Looked up from the sockets themselves (not a PROXY header): the kernel tracked these.
+    if (this.origin.intercept && this.host.conntrack !== null) {
+      this.original = undefined;
+      this.host.conntrack.lookup({ address, port }, { address: socket.localAddress ?? '', port: socket.localPort ?? 0 }, (found) => {
+        this.original = found;
+        const next = this.afterOriginal;
+        this.afterOriginal = null;
+        next?.();
+      });
+    }
     const stages = svc.front;
     if (stages.length === 0) return this.routeAndDial(address, port);
     this.ctx = { client: { address, port }, local: { address: socket.localAddress ?? '', port: socket.localPort ?? 0 }, tls: null, target: null, login: null };
@@ -219,6 +236,10 @@ export class Connection implements LiveBytes, RelayOwner, ProtocolOwner {
   }
 
   private routeAndDial(address: string, port: number): void {
+    if (this.original === undefined) {
+      this.afterOriginal = () => this.routeAndDial(address, port);
+      return;
+    }
     const client = parseClientAddress(address);
     const neighbours = this.host.neighbours;
     // A certificate outranks a MAC address, so only a client without one is looked up.
@@ -245,7 +266,7 @@ export class Connection implements LiveBytes, RelayOwner, ProtocolOwner {
     this.connectEvent = {
       event: 'ClientConnect', id: this.id, service: this.service, listener: this.listener, client: hostPortLabel(address, port),
       user: identity.user, auth: identity.auth, sni: tlsInfo?.sni ?? null, alpn: tlsInfo?.alpn ?? null,
-      requested: target?.label ?? null, destination: first?.label ?? null, tls: first?.tls != null, time: new Date(this.since).toISOString(),
+      requested: target?.label ?? null, originalDestination: this.original ?? null, destination: first?.label ?? null, tls: first?.tls != null, time: new Date(this.since).toISOString(),
     };
     if (!this.admitted && svc.metrics.active.value >= config.maxConnections) return this.refuse('limit', 'service');
     if (r.action === 'reject') return this.refuse(r.reason, null);
@@ -279,7 +300,7 @@ export class Connection implements LiveBytes, RelayOwner, ProtocolOwner {
     return {
       event: 'ClientConnect', id: this.id, service: this.service, listener: this.listener, client: hostPortLabel(ctx.client.address, ctx.client.port),
       user: null, auth: null, sni: ctx.tls?.sni ?? null, alpn: ctx.tls?.alpn ?? null, requested: ctx.target?.label ?? null,
-      destination: null, tls: false, time: new Date(this.since).toISOString(),
+      originalDestination: this.original ?? null, destination: null, tls: false, time: new Date(this.since).toISOString(),
     };
   }
 
@@ -392,7 +413,7 @@ export class Connection implements LiveBytes, RelayOwner, ProtocolOwner {
     // Spelled out, not spread: this runs once per connection and a spread costs several times more.
     host.disconnected({
       event: 'ClientDisconnect', id: e.id, service: e.service, listener: e.listener, client: e.client, user: e.user, auth: e.auth,
-      sni: e.sni, alpn: e.alpn, requested: e.requested, destination: this.destination, tls: this.served ? this.served.destination.tls !== null : e.tls,
+      sni: e.sni, alpn: e.alpn, requested: e.requested, originalDestination: e.originalDestination, destination: this.destination, tls: this.served ? this.served.destination.tls !== null : e.tls,
       time: e.time, bytesFromClient: this.bytesFromClient(), bytesToClient: this.bytesToClient(), durationMs, reason, error,
       destinationIndex: this.served?.index ?? null,
     });

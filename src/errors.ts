@@ -22,6 +22,8 @@ export interface ConfigProblem {
 }
 
 export function formatProblem(p: ConfigProblem): string {
+  // Line 0: a problem of a `-L` tunnel, which has no place in a file: named by its argument.
+  if (p.line === 0) return `${p.file}: ${p.message}`;
   return `${p.file}:${p.line}:${p.col}: ${p.path}: ${p.message}`;
 }
 

@@ -23,6 +23,7 @@ import { TlsSessionCache } from './upstream/dial';
 import { NeighbourTable } from './route/neighbours';
 import { anyMacUsers } from './route/identify';
 import { ScheduleCloser } from './policy/end-at-close';
+import { ConntrackTable } from './intercept/conntrack';
 import { VERSION } from './version';
 
 export interface GatewayOptions {
@@ -44,6 +45,8 @@ export interface GatewayOptions {
   limiterSources?: number;
   /** The kernel's IPv4 neighbour table, for users by MAC; default `/proc/net/arp`. */
   neighbourTable?: string;
+  /** How a reload re-reads the config file; default `loadConfigFile` (`mapgate run -L` adds its tunnels). */
+  loadConfig?: (file: string) => GatewayConfig;
 }
 
 /** The outcome of a reload, also logged as one line. */
@@ -107,6 +110,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   private readonly options: GatewayOptions;
   /** Set while some user is recognised by MAC address. */
   neighbours: NeighbourTable | null = null;
+  /** Set while some service has intercept ports. */
+  conntrack: ConntrackTable | null = null;
   readonly now: () => number;
   private readonly closer: ScheduleCloser;
 
@@ -202,10 +207,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     return this.closer.check();
   }
 
-  /** What the config in force asks of the policy: the neighbour table for MAC users, the schedules connections end by. */
+  /**
+   * What the config in force asks of the policy: the neighbour table for MAC users, conntrack for
+   * intercept ports, the schedules connections end by.
+   */
   private followPolicy(config: GatewayConfig): void {
     if (!anyMacUsers(config.users)) this.neighbours = null;
     else this.neighbours ??= new NeighbourTable({ file: this.options.neighbourTable });
+    if (!config.services.some((s) => s.intercept.length > 0)) this.conntrack = null;
+    else this.conntrack ??= new ConntrackTable();
     const ending = config.services.flatMap((s) => s.mappings).filter((m) => m.endAtClose && m.schedule !== null).map((m) => m.schedule!);
     this.closer.follow(config.schedules, ending);
   }
@@ -273,7 +283,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     return this.exclusive(async () => {
       let next: GatewayConfig;
       try {
-        next = adjust(loadConfigFile(this.cfg.file));
+        next = adjust((this.options.loadConfig ?? loadConfigFile)(this.cfg.file));
       } catch (err) {
         return this.reloadFailed(err as Error);
       }

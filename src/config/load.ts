@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import Ajv, { type ValidateFunction } from 'ajv';
 import { LineCounter, parseDocument, isScalar } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors';
-import { Context, dedupe, MAX_DEPTH, oneLine } from './context';
+import { Context, dedupe, MAX_DEPTH, oneLine, pathText, type PathSeg } from './context';
 import { normalize, type NormalizeOptions } from './normalize';
 import { readConfigText } from './read';
 import type { GatewayConfig } from './types';
@@ -35,8 +35,45 @@ function schemaValidator(): ValidateFunction {
   return validator;
 }
 
+/**
+ * A service that comes from somewhere other than the file (a `mapgate run -L` tunnel), as YAML
+ * would give it. `spec` names its origin (`-L 8143:imap.corp.example:143`) in problems.
+ */
+export interface ExtraService {
+  readonly spec: string;
+  readonly service: Readonly<Record<string, unknown>>;
+}
+
 /** Options for {@link parseConfig} and {@link loadConfigFile}. */
-export type ParseOptions = NormalizeOptions;
+export interface ParseOptions extends NormalizeOptions {
+  /**
+   * Services appended to the document's `services` before the schema: they are validated with
+   * the file's (duplicate names, two services on one address:port). A problem in one is reported
+   * against its `spec` with line and col 0, since it has no place in the file.
+   */
+  extraServices?: readonly ExtraService[];
+}
+
+/**
+ * A {@link Context} that also knows the services appended after the file's own: a problem at
+ * `services[i]` for one of those names its `spec`, not the position of the file's `services`.
+ */
+class AppendedContext extends Context {
+  private first = Infinity;
+  private specs: readonly string[] = [];
+
+  /** The document's services end at `first`; `specs` name the ones after it, in order. */
+  appended(first: number, specs: readonly string[]): void {
+    this.first = first;
+    this.specs = specs;
+  }
+
+  override add(path: readonly PathSeg[], message: string, key = false): void {
+    const i = path[0] === 'services' && typeof path[1] === 'number' ? path[1] - this.first : -1;
+    if (i < 0 || i >= this.specs.length) return super.add(path, message, key);
+    this.problems.push({ file: this.specs[i], line: 0, col: 0, path: pathText(path.slice(2)), message });
+  }
+}
 
 /** Reads and parses a config file. Throws {@link ConfigError} listing every problem. */
 export function loadConfigFile(file: string, options: ParseOptions = {}): GatewayConfig {
@@ -52,7 +89,7 @@ export function parseConfig(text: string, file = '<inline>', options: ParseOptio
   // which checkStructure reports as problems instead.
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true, logLevel: 'error' });
   const problems: ConfigProblem[] = [];
-  const ctx = new Context(file, doc, lineCounter, problems);
+  const ctx = new AppendedContext(file, doc, lineCounter, problems);
   const fail = (): never => {
     problems.sort((a, b) => a.line - b.line || a.col - b.col);
     throw new ConfigError(dedupe(problems));
@@ -78,6 +115,14 @@ export function parseConfig(text: string, file = '<inline>', options: ParseOptio
     // checkStructure bounds depth and alias expansion first; this is the library's own backstop.
     problems.push({ file, line: 1, col: 1, path: '(yaml)', message: `cannot expand the document: ${oneLine((err as Error).message)}` });
     fail();
+  }
+
+  const extra = options.extraServices ?? [];
+  // Appended only to a list: any other `services` is the file's own problem, which the schema reports.
+  if (extra.length > 0 && data !== null && typeof data === 'object' && Array.isArray((data as { services?: unknown }).services)) {
+    const services = (data as { services: unknown[] }).services;
+    ctx.appended(services.length, extra.map((e) => e.spec));
+    services.push(...extra.map((e) => structuredClone(e.service)));
   }
 
   const validate = schemaValidator();

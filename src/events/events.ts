@@ -46,6 +46,11 @@ export interface ClientConnectEvent {
   readonly alpn: string | null;
   /** SOCKS: the `host:port` the client asked for; null on other services. */
   readonly requested: string | null;
+  /**
+   * On an intercept port: the `host:port` the client connected to before the firewall redirected
+   * it, when the kernel's connection tracking tells; null otherwise.
+   */
+  readonly originalDestination: string | null;
   /** host:port of the destination chosen (the first candidate), or null when rejected. */
   readonly destination: string | null;
   /** Whether the upstream leg is TLS. */

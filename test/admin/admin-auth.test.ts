@@ -379,7 +379,7 @@ describe('the CLI against a protected endpoint', () => {
 
     const status = await cliResult(['status', '-c', file]);
     expect(status.code).toBe(0);
-    expect(status.stdout).toMatch(new RegExp(`^SERVICE +ACTIVE +MAX +LISTENERS\\necho +1 +256 +127\\.0\\.0\\.1:${servicePort}\\n`));
+    expect(status.stdout).toMatch(new RegExp(`^SERVICE +ACTIVE +MAX +TAGS +LISTENERS\\necho +1 +256 +- +127\\.0\\.0\\.1:${servicePort}\\n`));
     expect(status.stdout).toContain(`127.0.0.1:${c.localPort}`);
     const reload = await cliResult(['reload', '-c', file]);
     expect(reload).toMatchObject({ code: 0, stdout: expect.stringMatching(/^reloaded: /) });
@@ -418,7 +418,7 @@ describe('the CLI against a protected endpoint', () => {
     expect(requests).toEqual([]);
     const right = await cliResult(['status', '-c', write('right.yaml', 'server.pem', 'server.key')]);
     expect(right.code).toBe(0);
-    expect(right.stdout).toMatch(/^SERVICE +ACTIVE +MAX +LISTENERS\nfake +0 +1/);
+    expect(right.stdout).toMatch(/^SERVICE +ACTIVE +MAX +TAGS +LISTENERS\nfake +0 +1 +-/);
     expect(requests).toEqual([bearer(TOKEN)]);
   }, 30_000);
 });
@@ -441,7 +441,7 @@ describe('workers: 2', () => {
     expect(JSON.parse(status.body)).toMatchObject({ workers: 2 });
     const stream = await openStream(base, bearer(TOKEN));
     expect(stream.status).toBe(200);
-    expect(await cliResult(['status', '-c', file])).toMatchObject({ code: 0, stdout: expect.stringMatching(/^SERVICE +ACTIVE +MAX +LISTENERS\necho +0 +512 /) });
+    expect(await cliResult(['status', '-c', file])).toMatchObject({ code: 0, stdout: expect.stringMatching(/^SERVICE +ACTIVE +MAX +TAGS +LISTENERS\necho +0 +512 +- /) });
 
     writeFileSync(tokenFile, `${NEW_TOKEN}\n`);
     await eventually('the new token to work on the primary', async () => (await request(`${base}/status`, { authorization: bearer(NEW_TOKEN) })).status === 200);

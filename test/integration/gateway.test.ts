@@ -288,7 +288,7 @@ services:
     const ok = events.find((e): e is ClientDisconnectEvent => e.event === 'ClientDisconnect' && e.user === 'bob')!;
     expect(ok).toEqual({
       event: 'ClientDisconnect', id: expect.any(String), service: 'echo', listener: `127.0.0.1:${p}`,
-      client: expect.stringMatching(/^127\.0\.0\.7:\d+$/), user: 'bob', auth: 'source', sni: null, alpn: null, requested: null, destination: `127.0.0.1:${port}`, tls: false,
+      client: expect.stringMatching(/^127\.0\.0\.7:\d+$/), user: 'bob', auth: 'source', sni: null, alpn: null, requested: null, originalDestination: null, destination: `127.0.0.1:${port}`, tls: false,
       time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), bytesFromClient: expect.any(Number), bytesToClient: expect.any(Number),
       durationMs: expect.any(Number), reason: 'client-closed', error: null, destinationIndex: 0,
     });
