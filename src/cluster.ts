@@ -1,8 +1,9 @@
 import cluster, { type Worker } from 'node:cluster';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, networkInterfaces } from 'node:os';
 import { AggregatorRegistry, Gauge, Counter, Registry } from 'prom-client';
 import { createAdminServer, listenAdmin } from './admin/admin';
 import { loadConfigFile } from './config/load';
+import { AutoPorts } from './listen/auto-ports';
 import type { GatewayConfig } from './config/types';
 import { ConfigWatch } from './config/watch';
 import { problemLines, refusedReloadMessage } from './errors';
@@ -293,7 +294,9 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log, 
   // Live workers that missed a deadline: warned about once, until they answer again.
   const unanswered = new Set<Worker>();
   let state: 'starting' | 'running' | 'draining' = 'starting';
-  let cfg = config;
+  // The primary picks `port: auto` ports, so every worker listens on the same one.
+  const autoPorts = new AutoPorts();
+  let cfg = await autoPorts.assign(config, networkInterfaces());
   // The config file and every file it read (TLS material): a change to any reloads.
   const watcher = new ConfigWatch(() => void reloadAll());
   let recentCrashes: number[] = [];
@@ -378,6 +381,7 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log, 
       const problems = problemLines(err as Error);
       return refuse(refusedReloadMessage(problems), { problems });
     }
+    next = await autoPorts.assign(next, networkInterfaces());
     const prep = await requests.ask<PrepareAnswer>(members, { type: MSG.prepare, config: next }, RELOAD_REPLY_MS);
     const failed = prep.answers.find((a) => !a.value.ok);
     if (failed || prep.missing.length > 0 || prep.answers.length === 0) {

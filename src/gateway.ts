@@ -24,6 +24,7 @@ import { NeighbourTable } from './route/neighbours';
 import { anyMacUsers } from './route/identify';
 import { ScheduleCloser } from './policy/end-at-close';
 import { ConntrackTable } from './intercept/conntrack';
+import { AutoPorts } from './listen/auto-ports';
 import { VERSION } from './version';
 
 export interface GatewayOptions {
@@ -114,6 +115,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   conntrack: ConntrackTable | null = null;
   readonly now: () => number;
   private readonly closer: ScheduleCloser;
+  private readonly autoPorts = new AutoPorts();
 
   constructor(config: GatewayConfig, options: GatewayOptions = {}) {
     super();
@@ -142,6 +144,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
         this.sink = new JsonLinesSink(this.cfg.events, this.options.sharedEventLog);
         await this.sink.ready();
       }
+      this.cfg = await this.autoPorts.assign(this.cfg, this.interfaces());
       this.services.addNew(this.cfg.services);
       this.followPolicy(this.cfg);
       const plan = planListeners(this.cfg, this.interfaces());
@@ -338,8 +341,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   /** Binds what `next` needs; the caller holds the reload lock and must commit or abort. */
-  private async prepare(next: GatewayConfig): Promise<PreparedReload> {
+  private async prepare(given: GatewayConfig): Promise<PreparedReload> {
     if (this.state !== 'running') return { ok: false, result: this.reloadFailed(new MapgateError('MAPGATE_ERR_STATE', `gateway is ${this.state}`)) };
+    // `port: auto` services keep the port they have; new ones get theirs now.
+    const next = await this.autoPorts.assign(given, this.interfaces());
     const added = this.services.addNew(next.services);
     const plan = planListeners(next, this.interfaces());
     let fresh: Listener[];

@@ -44,6 +44,7 @@ const PATTERN_HINTS: Record<string, string> = {
   mac: 'must be a MAC address such as 52:54:00:12:34:56',
   rate: 'must be a rate such as 20/s, 100/m or 1000/h, or off',
   limitCount: 'must be a number or off',
+  servicePort: 'must be a port number or "auto"',
   tag: "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
 };
 
@@ -196,8 +197,12 @@ export class Context {
         return this.add(path, `missing required key "${String(p.missingProperty)}"`);
       case 'enum':
         return this.add(path, `must be one of: ${(p.allowedValues as unknown[]).join(', ')}${got}`);
-      case 'type':
+      case 'type': {
+        // A number-or-word value (a port or auto, a count or off) says so, not "an integer or a string".
+        const word = ['servicePort', 'limitCount'].find((k) => e.schemaPath.includes(`/definitions/${k}/`));
+        if (word) return this.add(path, `${PATTERN_HINTS[word]}${got}`);
         return this.add(path, `must be ${String(p.type).split(',').map((t) => TYPE_WORDS[t] ?? t).join(' or ')}${got}`);
+      }
       case 'minProperties': {
         const keys = Object.keys((e.parentSchema as { properties?: object }).properties ?? {});
         return this.add(path, keys.length > 0 ? `needs at least one of: ${keys.join(', ')}` : 'must not be empty');

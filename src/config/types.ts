@@ -171,6 +171,11 @@ export interface ServiceConfig {
   /** Operators' free text; null when none. */
   readonly comment: string | null;
   readonly protocol: ServiceProtocol;
+  /**
+   * `port: auto`: the gateway picks the port (the same on every address) and keeps it across
+   * reloads; `port` is 0 until it has (see listen/auto-ports.ts), then that port.
+   */
+  readonly autoPort: boolean;
   /** Set when `protocol` is `ftp`. */
   readonly ftp: FtpSettings | null;
   /** Set when `protocol` is `socks`. */

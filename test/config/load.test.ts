@@ -124,10 +124,10 @@ describe('config mistakes: every one located as file:line:col: path: message', (
       'm.yaml:3:11: services[0].port: must be >= 0',
     ]],
     ['port of the wrong type', y('services:', '  - name: a', '    port: "80"'), [
-      'm.yaml:3:11: services[0].port: must be an integer, not the string "80"',
+      'm.yaml:3:11: services[0].port: must be a port number or "auto", not the string "80"',
     ]],
     ['fractional port', y('services:', '  - { name: a, port: 80.5 }'), [
-      'm.yaml:2:22: services[0].port: must be an integer, not the number 80.5 (not whole)',
+      'm.yaml:2:22: services[0].port: must be a port number or "auto", not the number 80.5 (not whole)',
     ]],
     ['services is not a list', y('services:', '  name: a'), [
       'm.yaml:2:3: services: must be a list, not a mapping',
@@ -279,7 +279,7 @@ describe('config mistakes: every one located as file:line:col: path: message', (
       'm.yaml:4:11: services[0].port: must be <= 65535',
       'm.yaml:5:18: services[0].destination: "nowhere": no port: write host:port, e.g. mail.example.com:143',
       'm.yaml:6:11: services[1].name: duplicate service name "a" (first at services[0])',
-      'm.yaml:7:11: services[1].port: must be an integer, not the string "x"',
+      'm.yaml:7:11: services[1].port: must be a port number or "auto", not the string "x"',
       'm.yaml:8:18: services[1].idleTimeout: must be a duration such as 250ms, 5s, 15m or 1h, not the string "3 days"',
     ]],
   ])('%s', (_kind, yaml, expected) => {

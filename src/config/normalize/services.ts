@@ -183,6 +183,7 @@ export function servicesConfig(ctx: Context, value: unknown, env: ServiceEnv): S
       tags: Object.freeze(asList(s.tags).filter((t): t is string => typeof t === 'string')),
       comment: typeof s.comment === 'string' ? s.comment : null,
       ...settings,
+      autoPort: s.port === 'auto',
       port,
       bind,
       intercept: Object.freeze(intercept),
