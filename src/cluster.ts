@@ -297,6 +297,8 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log, 
   // The primary picks `port: auto` ports, so every worker listens on the same one.
   const autoPorts = new AutoPorts();
   let cfg = await autoPorts.assign(config, networkInterfaces());
+  const logPicked = (): void => { for (const p of autoPorts.picked) log({ level: 'info', msg: 'port: auto picked a port', ...p }); };
+  logPicked();
   // The config file and every file it read (TLS material): a change to any reloads.
   const watcher = new ConfigWatch(() => void reloadAll());
   let recentCrashes: number[] = [];
@@ -382,6 +384,7 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log, 
       return refuse(refusedReloadMessage(problems), { problems });
     }
     next = await autoPorts.assign(next, networkInterfaces());
+    logPicked();
     const prep = await requests.ask<PrepareAnswer>(members, { type: MSG.prepare, config: next }, RELOAD_REPLY_MS);
     const failed = prep.answers.find((a) => !a.value.ok);
     if (failed || prep.missing.length > 0 || prep.answers.length === 0) {

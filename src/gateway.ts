@@ -145,6 +145,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
         await this.sink.ready();
       }
       this.cfg = await this.autoPorts.assign(this.cfg, this.interfaces());
+      this.logPicked();
       this.services.addNew(this.cfg.services);
       this.followPolicy(this.cfg);
       const plan = planListeners(this.cfg, this.interfaces());
@@ -249,6 +250,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.services.ended(e.service);
   }
 
+  /** `port: auto` ports just picked: said once, when they are. */
+  private logPicked(): void {
+    for (const p of this.autoPorts.picked) this.log('info', 'port: auto picked a port', p);
+  }
+
   private log(level: LogRecord['level'], msg: string, fields: Record<string, unknown> = {}): void {
     this.emit('log', { level, msg, ...fields });
   }
@@ -345,6 +351,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     if (this.state !== 'running') return { ok: false, result: this.reloadFailed(new MapgateError('MAPGATE_ERR_STATE', `gateway is ${this.state}`)) };
     // `port: auto` services keep the port they have; new ones get theirs now.
     const next = await this.autoPorts.assign(given, this.interfaces());
+    this.logPicked();
     const added = this.services.addNew(next.services);
     const plan = planListeners(next, this.interfaces());
     let fresh: Listener[];

@@ -40,9 +40,12 @@ async function freePort(addresses: readonly string[]): Promise<number | null> {
  */
 export class AutoPorts {
   private readonly ports = new Map<string, number>();
+  /** The ports the last {@link assign} picked afresh (not kept ones), for the log. */
+  picked: Array<{ service: string; port: number }> = [];
 
   /** `config` with every `port: auto` service given its port. */
   async assign(config: GatewayConfig, table: InterfaceTable): Promise<GatewayConfig> {
+    this.picked = [];
     if (!config.services.some((s) => s.autoPort)) {
       this.ports.clear();
       return config;
@@ -56,7 +59,10 @@ export class AutoPorts {
       }
       auto.add(s.name);
       let port = s.port !== 0 ? s.port : this.ports.get(s.name) ?? null;
-      port ??= await freePort(resolveBind(s.bind, config.interfaces, table));
+      if (port === null) {
+        port = await freePort(resolveBind(s.bind, config.interfaces, table));
+        if (port !== null) this.picked.push({ service: s.name, port });
+      }
       // None found: port 0 lets each listener take its own, and the start-up log says which.
       if (port !== null) this.ports.set(s.name, port);
       services.push(Object.freeze({ ...s, port: port ?? 0 }));

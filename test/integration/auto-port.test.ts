@@ -58,6 +58,8 @@ services:
     expect(ports.size).toBe(1);
     const [port] = ports;
     expect(port).toBeGreaterThan(0);
+    // Logged once, by the primary, when it picked it.
+    expect(run.stderr.filter((l) => l.includes('"msg":"port: auto picked a port"'))).toEqual([expect.stringContaining(`"service":"picked","port":${port}`)]);
     expect((await roundTrip(port, 'through a worker')).toString()).toBe('through a worker');
     run.child.kill('SIGTERM');
     expect(await run.exit).toBe(0);
