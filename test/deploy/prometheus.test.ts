@@ -247,7 +247,11 @@ describe('alert rules and dashboard, against a real Prometheus scraping mapgate'
     });
     const failing = alerts.find((a) => a.labels.alertname === 'MapgateUpstreamConnectFailures')!;
     expect(failing).toMatchObject({ state: 'pending', labels: { service: 'mail', severity: 'warning', job: JOB } });
-    expect(failing.annotations.summary).toMatch(/^mail: 5\d(\.\d+)?% of upstream connects fail$/);
+    // Every connection to mail fails once and then connects: exactly 50%. Prometheus reads it a
+    // little either side: the failures series (labelled by error code, so created at the first
+    // failure, not zero-initialised) loses its first increase to rate(), and a scrape between a
+    // failure and the connect that follows it counts one more failure. 49.67% was seen in CI.
+    expect(failing.annotations.summary).toMatch(/^mail: (4[5-9]|5[0-5])(\.\d+)?% of upstream connects fail$/);
     const full = alerts.find((a) => a.labels.alertname === 'MapgateConnectionLimitSaturation')!;
     expect(full).toMatchObject({ state: 'pending', labels: { service: 'full', severity: 'warning' } });
     expect(full.annotations.summary).toMatch(/^full on 127\.0\.0\.1:\d+ is at 100% of maxConnections$/);
