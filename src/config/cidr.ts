@@ -137,6 +137,20 @@ function dottedQuad(s: string, from: number): number {
   return word * 256 + part;
 }
 
+/**
+ * An address as comparisons and lookups need it: a zone (`%eth1`) dropped, IPv4-mapped IPv6
+ * unwrapped, IPv6 in RFC 5952 form; null when it is not an IP address.
+ */
+export function canonicalAddress(address: string | undefined): string | null {
+  if (address === undefined) return null;
+  const zone = address.indexOf('%');
+  const bare = zone < 0 ? address : address.slice(0, zone);
+  if (isIPv4(bare)) return bare;
+  if (!isIPv6(bare)) return null;
+  const words = ipv6Words(bare);
+  return isMapped(words) ? ipv4Text(words[3]) : ipv6Text(words);
+}
+
 export function parseClientAddress(address: string): ClientAddress | null {
   const quad = dottedQuad(address, 0);
   if (quad >= 0) return { family: 4, words: [quad], text: address };

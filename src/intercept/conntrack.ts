@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { SocketAddress } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { hostPortLabel } from '../config/parse-values';
+import { canonicalAddress as canonicalIp } from '../config/cidr';
 
 /** One direction of a tracked connection, addresses in canonical form (IPv6 compressed, no zone). */
 export interface ConntrackTuple {
@@ -27,17 +27,9 @@ export interface ConntrackEntry {
   readonly flags: readonly string[];
 }
 
-/** An address as Node and both conntrack sources agree on it: no zone, IPv4-mapped IPv6 unwrapped, IPv6 compressed. */
+/** The table's addresses and the sockets' are compared in one spelling (zones dropped, IPv6 compressed). */
 export function canonicalAddress(address: string): string {
-  const bare = address.replace(/%.*$/, '').toLowerCase();
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(bare);
-  if (mapped) return mapped[1];
-  if (!bare.includes(':')) return bare;
-  try {
-    return new SocketAddress({ address: bare, family: 'ipv6' }).address;
-  } catch {
-    return bare;
-  }
+  return canonicalIp(address) ?? address.toLowerCase();
 }
 
 function port(text: string | undefined): number | null {
@@ -159,7 +151,7 @@ export class ConntrackTable {
   private readonly readTimeoutMs: number;
   private snapshot: Snapshot | null = null;
   private reading = false;
-  private waiters: Waiter[] = [];
+  private readonly waiters = new Set<Waiter>();
   private absentUntil = 0;
   private toolAbsentUntil = 0;
   /** The source of the last read: `proc`, `tool`, or null when neither was there (or nothing was read yet). */
@@ -195,7 +187,7 @@ export class ConntrackTable {
     const w: Waiter = { key: k, since: now, cb, timer: null, done: false };
     w.timer = setTimeout(() => this.answer(w, null), this.timeoutMs);
     w.timer.unref();
-    this.waiters.push(w);
+    this.waiters.add(w);
     if (!this.reading) this.read();
   }
 
@@ -203,7 +195,8 @@ export class ConntrackTable {
     if (w.done) return;
     w.done = true;
     if (w.timer) clearTimeout(w.timer);
-    this.waiters = this.waiters.filter((x) => x !== w);
+    // A Set: a burst of lookups answered one by one stays linear.
+    this.waiters.delete(w);
     w.cb(original);
   }
 
@@ -237,7 +230,7 @@ export class ConntrackTable {
       else if (w.since <= startedAt) this.answer(w, null); // this read began after its connection existed
     }
     // Lookups made during the read need one that began after them.
-    if (this.waiters.length > 0) this.read();
+    if (this.waiters.size > 0) this.read();
   }
 
   /** The table's text from the first source that is there; null when none is. */

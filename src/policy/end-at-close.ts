@@ -27,10 +27,13 @@ export class ScheduleCloser {
     private readonly open: Iterable<Scheduled>,
   ) {}
 
-  /** The config in force: its schedules, and which of them a mapping ends connections by. */
+  /**
+   * The config in force: its schedules, and which of them a mapping ends connections by (by name:
+   * a config that came over IPC holds copies, and every name a mapping gives is in `schedules`).
+   */
   follow(schedules: Readonly<Record<string, Schedule>>, watched: readonly Schedule[]): void {
     this.schedules = schedules;
-    this.watched = [...new Set(watched.map((s) => s.name))].map((n) => schedules[n] ?? watched.find((s) => s.name === n)!);
+    this.watched = [...new Set(watched.map((s) => s.name))].map((n) => schedules[n]);
     this.check();
   }
 

@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
-import { ipv4Text, ipv6Text, ipv6Words, isMapped } from '../../config/cidr';
+import { canonicalAddress } from '../../config/cidr';
 import { lineText } from './lines';
 
 /**
@@ -8,14 +8,8 @@ import { lineText } from './lines';
  * (RFC 2428). Parsers return null for anything malformed; nothing here touches a socket.
  */
 
-/** An address as the data-channel checks compare it: IPv4-mapped IPv6 unwrapped, IPv6 in RFC 5952 form; null if not an IP. */
-export function canonicalAddress(address: string | undefined): string | null {
-  if (address === undefined) return null;
-  if (isIPv4(address)) return address;
-  if (!isIPv6(address)) return null;
-  const words = ipv6Words(address);
-  return isMapped(words) ? ipv4Text(words[3]) : ipv6Text(words);
-}
+/** The data-channel checks compare addresses in one spelling. */
+export { canonicalAddress };
 
 /** Whether two addresses are the same host (`::ffff:10.0.0.1` is `10.0.0.1`; IPv6 spellings compared canonically). */
 export function sameAddress(a: string | undefined, b: string | undefined): boolean {
