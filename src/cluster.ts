@@ -2,6 +2,8 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { AggregatorRegistry, Gauge, Counter, Registry } from 'prom-client';
 import { createAdminServer, listenAdmin } from './admin/admin';
+import type { GatewayStatus, ServiceStatus } from './admin/status';
+import { mergeClosed, mergeHistories, mergeTraffic } from './admin/traffic';
 import { loadConfigFile } from './config/load';
 import { AutoPorts } from './listen/auto-ports';
 import type { GatewayConfig } from './config/types';
@@ -243,30 +245,27 @@ class WorkerRequests {
   }
 }
 
-interface WorkerStatus {
-  state: string;
-  services: Array<{ name: string; active: number; maxConnections: number; listeners: unknown[] }>;
-  connections: unknown[];
-}
+type WorkerStatus = Pick<GatewayStatus, 'state' | 'services' | 'connections' | 'closed' | 'history'>;
 
 /**
- * One status for the whole gateway: services summed over the workers that answered, connections
- * concatenated; `missingWorkers` names live workers that did not answer in time (left out).
+ * One status for the whole gateway: services summed over the workers that answered (open and
+ * limit, rates, the last minute), connections concatenated, the recent closed lists and the
+ * histories merged; `missingWorkers` names live workers that did not answer in time (left out).
  */
 function mergeStatus(statuses: WorkerStatus[], workers: number, state: string, missing: readonly Worker[]): object {
-  const services = new Map<string, WorkerStatus['services'][number]>();
+  const services = new Map<string, ServiceStatus>();
   for (const s of statuses) {
     for (const svc of s.services) {
       const seen = services.get(svc.name);
-      if (seen) {
-        seen.active += svc.active;
-        seen.maxConnections += svc.maxConnections;
-      } else services.set(svc.name, { ...svc });
+      services.set(svc.name, seen ? {
+        ...seen, active: seen.active + svc.active, maxConnections: seen.maxConnections + svc.maxConnections, ...mergeTraffic(seen, svc),
+      } : svc);
     }
   }
   return {
     version: VERSION, state, workers, missingWorkers: missing.map(who),
     services: [...services.values()], connections: statuses.flatMap((s) => s.connections),
+    closed: mergeClosed(statuses.map((s) => s.closed)), history: mergeHistories(statuses.map((s) => s.history)),
   };
 }
 

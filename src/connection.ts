@@ -8,6 +8,7 @@ import type { LiveBytes, ServiceMetrics } from './metrics/metrics';
 import { Relay, type RelayOwner, type RelayResult } from './relay/relay';
 import { parseClientAddress, type ClientAddress } from './config/cidr';
 import type { Admission, Limiter } from './policy/limits';
+import type { SampledConnection } from './admin/traffic';
 import type { NeighbourTable } from './route/neighbours';
 import type { ConntrackTable } from './intercept/conntrack';
 import { endWith, type ProtocolHandler, type ProtocolOwner, type Relaying } from './protocols/protocol';
@@ -84,7 +85,7 @@ const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4
  * ClientConnect. A service without front stages goes straight from accept to routing, as fast
  * as before they existed. Every path out goes through `finish()` or `refuse()`.
  */
-export class Connection implements LiveBytes, RelayOwner, ProtocolOwner {
+export class Connection implements LiveBytes, RelayOwner, ProtocolOwner, SampledConnection {
   readonly id = `${ID_PREFIX}-${(++nextId).toString(36)}`;
   readonly service: string;
   readonly metrics: ServiceMetrics;
@@ -93,6 +94,11 @@ export class Connection implements LiveBytes, RelayOwner, ProtocolOwner {
   readonly listener: string;
   countedFromClient = 0;
   countedToClient = 0;
+  // The console's sampler: bytes at its last sample and the rates since the one before.
+  sampledFromClient = 0;
+  sampledToClient = 0;
+  rateFromClient = 0;
+  rateToClient = 0;
   /** The client's socket: the accepted one, or the TLS socket a front stage put over it. */
   socket: Socket;
   /** Filled by front stages; null on the fast path (no stages). */

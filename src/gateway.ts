@@ -10,6 +10,7 @@ import { ConfigWatch } from './config/watch';
 import { diffServices } from './config/diff';
 import { ServiceRegistry } from './registry';
 import { statusSnapshot, type GatewayStatus } from './admin/status';
+import { Traffic } from './admin/traffic';
 import { BindError, MapgateError, problemLines, refusedReloadMessage } from './errors';
 import type { ClientConnectEvent, ClientDisconnectEvent, GatewayEvents, LogRecord } from './events/events';
 import { JsonLinesSink } from './events/sink';
@@ -116,6 +117,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   readonly now: () => number;
   private readonly closer: ScheduleCloser;
   private readonly autoPorts = new AutoPorts();
+  /** Rates, the last minute, 15 minutes of history and the last closed connections, for the console. */
+  private readonly traffic: Traffic;
 
   constructor(config: GatewayConfig, options: GatewayOptions = {}) {
     super();
@@ -126,6 +129,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.open = this.services.open;
     this.now = options.clock ?? Date.now;
     this.closer = new ScheduleCloser(this.now, this.open);
+    this.traffic = new Traffic(() => this.open);
   }
 
   get config(): GatewayConfig { return this.cfg; }
@@ -159,6 +163,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.metrics.lastReloadOk.set(1);
     this.metrics.lastReloadTime.set(Date.now() / 1000);
     this.state = 'running';
+    this.traffic.follow(this.cfg.services.map((s) => s.name));
+    this.traffic.start();
     this.startWatching();
   }
 
@@ -235,16 +241,19 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       waitingFor: (name) => listeners.waitingFor(name),
       open: this.open,
       clock: this.now(),
+      traffic: this.traffic,
     });
   }
 
   // ConnectionHost
   countBytes(c: Connection): void { this.metrics.countLive(c); }
   connected(e: ClientConnectEvent): void {
+    this.traffic.opened(e.service);
     this.sink?.write(e);
     this.emit('ClientConnect', e);
   }
   disconnected(e: ClientDisconnectEvent): void {
+    this.traffic.closed(e);
     this.sink?.write(e);
     this.emit('ClientDisconnect', e);
     this.services.ended(e.service);
@@ -375,6 +384,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   private commitReload(next: GatewayConfig, plan: ListenPlan, fresh: readonly Listener[], added: readonly string[]): ReloadResult {
     const { changed, removed } = diffServices(this.cfg, next);
     this.services.commit(next.services, added, removed);
+    this.traffic.follow(next.services.map((s) => s.name));
     const restartOnly = ['admin', 'events', 'workers', 'interfacePollMs'].filter((k) => (k === 'admin' ? adminRestartKey(this.cfg.admin) !== adminRestartKey(next.admin) : JSON.stringify((this.cfg as never)[k]) !== JSON.stringify((next as never)[k])));
     this.cfg = next;
     this.watcher?.follow(next);
@@ -515,6 +525,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.watcher = null;
     this.fdMonitor?.stop();
     this.closer.stop();
+    this.traffic.stop();
     await this.listenerSet.closeAll();
     if (this.admin) {
       const admin = this.admin;

@@ -2,6 +2,7 @@ import type { Auth } from '../route/identify';
 import type { Connection, ServiceState } from '../connection';
 import type { Listener } from '../listen/listener-set';
 import { isOpen, nextChange } from '../policy/schedule';
+import type { ClosedConnection, ServiceTraffic, Traffic, TrafficHistory } from './traffic';
 
 /** A mapping with a schedule: whether it matches now, and when that next changes. */
 export interface ScheduleStatus {
@@ -28,6 +29,9 @@ export interface ServiceStatus {
   /** What one client may take (null: no such limit); `rate` as written, e.g. `20/s`. */
   readonly limits: { readonly perSource: number | null; readonly perUser: number | null; readonly rate: string | null };
   readonly schedules: readonly ScheduleStatus[];
+  /** New connections and bytes each way per second now (averaged over 5 s); connections, rejected and failed in the last minute. */
+  readonly rates: ServiceTraffic['rates'];
+  readonly lastMinute: ServiceTraffic['lastMinute'];
 }
 
 /** One open connection in `/status`, as the gateway believes it (the client a PROXY header named, the user a certificate did). */
@@ -46,6 +50,9 @@ export interface ConnectionStatus {
   readonly seconds: number;
   readonly bytesFromClient: number;
   readonly bytesToClient: number;
+  /** Bytes per second over the last second. */
+  readonly rateFromClient: number;
+  readonly rateToClient: number;
 }
 
 export interface GatewayStatus {
@@ -53,6 +60,10 @@ export interface GatewayStatus {
   readonly state: string;
   readonly services: readonly ServiceStatus[];
   readonly connections: readonly ConnectionStatus[];
+  /** The last closed connections, newest first. */
+  readonly closed: readonly ClosedConnection[];
+  /** Open connections and bytes per second each way, a point a second over the last 15 minutes. */
+  readonly history: TrafficHistory;
 }
 
 /** What a status snapshot is made of. */
@@ -65,6 +76,7 @@ export interface StatusSources {
   readonly open: Iterable<Connection>;
   /** The clock schedules are read by (the gateway's, injected in tests). */
   readonly clock: number;
+  readonly traffic: Traffic;
 }
 
 /** The `/status` snapshot of one gateway process at `now` (ms). */
@@ -88,11 +100,15 @@ export function statusSnapshot(src: StatusSources, now = Date.now()): GatewaySta
           nextChange: next === null ? null : new Date(next).toISOString(), endAtClose: m.endAtClose,
         };
       }),
+      ...src.traffic.of(s.config.name),
     })),
     connections: [...src.open].map((c) => ({
       id: c.id, service: c.service, client: c.client, user: c.user, auth: c.auth, sni: c.sni, requested: c.requested, destination: c.destination, state: c.state,
       since: new Date(c.since).toISOString(), seconds: (now - c.since) / 1000,
       bytesFromClient: c.bytesFromClient(), bytesToClient: c.bytesToClient(),
+      rateFromClient: Math.round(c.rateFromClient), rateToClient: Math.round(c.rateToClient),
     })),
+    closed: src.traffic.closedConnections(),
+    history: src.traffic.history(),
   };
 }

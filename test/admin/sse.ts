@@ -1,16 +1,12 @@
 import * as http from 'node:http';
+import type { GatewayStatus } from '../../src/admin/status';
 import { onTeardown } from '../helpers/net';
 
 /** One server-sent event; comment lines (`: heartbeat`) are collected as `comment` events. */
 export interface SseEvent { event: string; data: string }
 
-/** The status JSON that `/events` and `/status` carry (the fields the tests read). */
-export interface StatusJson {
-  version: string;
-  state: string;
-  services: Array<{ name: string; active: number; maxConnections: number; listeners: Array<{ address: string; intercept: boolean }> }>;
-  connections: Array<{ id: string; service: string; client: string; user: string | null; destination: string | null; state: string; since: string; seconds: number; bytesFromClient: number; bytesToClient: number }>;
-}
+/** The status JSON that `/events` and `/status` carry. */
+export type StatusJson = GatewayStatus;
 
 /** An open `GET /events` stream, parsed as it arrives. Destroyed at teardown. */
 export interface SseStream {

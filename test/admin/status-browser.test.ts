@@ -47,7 +47,7 @@ describeIfChromium('the status page in headless Chromium', () => {
     await page.locator('#state', { hasText: 'running' }).waitFor();
     const service = page.locator('#services tr', { hasText: 'echo' });
     await service.waitFor();
-    expect(await service.locator('td').allTextContents()).toEqual(['echo', `127.0.0.1:${portOf(gw, 'echo')}`, '0 / 9', '-']);
+    expect(await service.locator('td').allTextContents()).toEqual(['echo', `127.0.0.1:${portOf(gw, 'echo')}`, '0 / 9', '0', '0 B/s', '0 B/s', '0', '0', '-']);
     await page.locator('#connections td.empty', { hasText: 'no open connections' }).waitFor();
 
     const c = await connect(portOf(gw, 'echo'));
@@ -57,14 +57,14 @@ describeIfChromium('the status page in headless Chromium', () => {
     const row = page.locator('#connections tr[data-id]', { hasText: clientLabel });
     await row.waitFor({ state: 'visible' });
     // Bytes arrive on a later tick than the row itself may; wait for the echoed 6 bytes.
-    await page.locator('#connections tr[data-id]', { hasText: clientLabel }).locator('td.num', { hasText: '6 B' }).nth(1).waitFor();
+    await row.locator('td:nth-child(9)', { hasText: /^6 B$/ }).waitFor();
     const cells = await row.locator('td').allTextContents();
     expect(cells[1]).toBe('echo');
     expect(cells[2]).toBe(clientLabel);
     expect(cells[3]).toBe('-');
     expect(cells[4]).toBe(`127.0.0.1:${echo.port}`);
     expect(cells[5]).toBe('relaying');
-    expect(cells.slice(7)).toEqual(['6 B', '6 B']);
+    expect(cells.slice(7, 9)).toEqual(['6 B', '6 B']);
     const id = await row.getAttribute('data-id');
     expect(cells[0]).toBe(id);
     await page.locator('#services tr', { hasText: 'echo' }).locator('td', { hasText: '1 / 9' }).waitFor();
@@ -90,7 +90,7 @@ describeIfChromium('the status page in headless Chromium', () => {
     await page.locator('#state', { hasText: 'running' }).waitFor();
     const service = page.locator('#services tr', { hasText: 'echo' });
     await service.waitFor();
-    expect(await service.locator('td').allTextContents()).toEqual(['echo', `127.0.0.1:${port}`, '0 / 18', '-']);
+    expect(await service.locator('td').allTextContents()).toEqual(['echo', `127.0.0.1:${port}`, '0 / 18', '0', '0 B/s', '0 B/s', '0', '0', '-']);
 
     // One connection through each worker: the other is stopped while it is accepted and echoed.
     const clients: net.Socket[] = [];
@@ -102,11 +102,13 @@ describeIfChromium('the status page in headless Chromium', () => {
       for (const resume of others) resume();
       clients.push(c);
     }
+    const ids: string[] = [];
     for (const c of clients) {
       const row = page.locator('#connections tr[data-id]', { hasText: `127.0.0.1:${c.localPort}` });
-      await row.locator('td.num', { hasText: '6 B' }).nth(1).waitFor();
+      await row.locator('td:nth-child(9)', { hasText: /^6 B$/ }).waitFor();
       const cells = await row.locator('td').allTextContents();
       expect(cells.slice(1, 6)).toEqual(['echo', `127.0.0.1:${c.localPort}`, '-', `127.0.0.1:${echo.port}`, 'relaying']);
+      ids.push((await row.getAttribute('data-id'))!);
     }
     await page.locator('#services tr', { hasText: 'echo' }).locator('td', { hasText: '2 / 18' }).waitFor();
     expect(await page.locator('#count').textContent()).toBe('2');
@@ -114,6 +116,13 @@ describeIfChromium('the status page in headless Chromium', () => {
     for (const c of clients) c.destroy();
     await page.locator('#connections td.empty', { hasText: 'no open connections' }).waitFor();
     expect(await page.locator('#count').textContent()).toBe('0');
+    // Both workers' closed connections in one list, and both workers' points in one chart.
+    for (const id of ids) await page.locator(`#closed tr[data-id="${id}"][data-reason="client-closed"]`).waitFor();
+    expect(new Set(ids.map((id) => id.split('-')[0])).size).toBe(2);
+    // The primary adds up the workers' last minutes.
+    const status = await (await fetch(`http://${info.admin!.host}:${info.admin!.port}/status`)).json() as { services: Array<{ lastMinute: unknown }> };
+    expect(status.services[0].lastMinute).toEqual({ connections: 2, rejected: 0, failed: 0 });
+    expect(Number(await page.locator('#chart-open path.series').getAttribute('data-points'))).toBeGreaterThan(0);
     expect(problems).toEqual([]);
   }, 60_000);
 
@@ -135,7 +144,7 @@ services:
 `, { gateway: { clock: () => clock.now } });
     const admin = gw.adminAddress()!;
     const { page, problems } = await openPage(`http://${admin.host}:${admin.port}/`);
-    const cell = page.locator('#services tr', { hasText: 'rdp' }).locator('td').nth(3);
+    const cell = page.locator('#services tr', { hasText: 'rdp' }).locator('td.policy');
     await cell.locator('div', { hasText: 'limits: 4 per source, 2/s per source' }).waitFor({ timeout: WAIT });
     const line = cell.locator('[data-schedule="office-hours"]');
     await line.locator('text=/office-hours open, closes .* \\(ends connections at close\\)/').waitFor({ timeout: WAIT });
@@ -181,6 +190,8 @@ services:
           { id: 'c1', service: evil, client: '127.0.0.1:1', user: evil, auth: null, destination: evil, state: 'relaying', since: evil, seconds: 1, bytesFromClient: 0, bytesToClient: 0 },
           { id: 'c2', service: 's', client: '10.0.0.15:1', user: 'alice', auth: 'certificate', destination: 'd:1', state: 'relaying', since: '', seconds: 1, bytesFromClient: 0, bytesToClient: 0 },
         ],
+        closed: [{ id: 'x1', service: evil, client: evil, user: evil, auth: evil, requested: evil, destination: evil, closed: evil, durationMs: evil, bytesFromClient: evil, bytesToClient: 1, reason: evil, error: evil }],
+        history: { end: evil, open: [evil, 1, null, 2], fromClient: [1, evil], toClient: { evil } },
       }),
     });
     const port = await listen(server);
@@ -191,6 +202,12 @@ services:
     // The user column says how the user is known: authenticated by certificate, or assumed from the address.
     expect(await page.locator('#connections tr[data-id="c2"] td').nth(3).textContent()).toBe('alice (certificate)');
     expect(await page.locator('#version').textContent()).toBe('<i>1</i>');
+    const closed = page.locator('#closed tr[data-id="x1"]');
+    expect(await closed.locator('td').nth(2).textContent()).toBe(evil);
+    expect(await closed.locator('td').last().textContent()).toBe(evil);
+    // Only numbers are drawn: the two of the open series, none of a series that is not a list.
+    expect(await page.locator('#chart-open path.series').getAttribute('data-points')).toBe('2');
+    expect(await page.locator('#chart-bytes path.to').getAttribute('data-points')).toBe('0');
     expect(await page.locator('#injected').count()).toBe(0);
     expect(await page.locator('img').count()).toBe(0);
     expect(await page.title()).toBe('mapgate status');

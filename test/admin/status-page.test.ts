@@ -134,7 +134,9 @@ describe('GET /events: server-sent status', () => {
     expect(first.state).toBe('running');
     expect(first.connections).toEqual([]);
     expect(first.services).toEqual([{ name: 'echo', tags: [], comment: null, active: 0, maxConnections: 7, listeners: [{ address: `127.0.0.1:${portOf(gw, 'echo')}`, intercept: false }], waiting: [],
-      limits: { perSource: null, perUser: null, rate: null }, schedules: [] }]);
+      limits: { perSource: null, perUser: null, rate: null }, schedules: [],
+      rates: { connections: 0, fromClient: 0, toClient: 0 }, lastMinute: { connections: 0, rejected: 0, failed: 0 } }]);
+    expect(first.closed).toEqual([]);
 
     const c = await connect(portOf(gw, 'echo'));
     c.write('hello');
@@ -149,6 +151,9 @@ describe('GET /events: server-sent status', () => {
     c.destroy();
     const gone = statusOf(await stream.next((e) => e.event === 'status' && statusOf(e).connections.length === 0, 2500, mark));
     expect(gone.services[0].active).toBe(0);
+    // It is first in the list of closed connections, with why it ended and its bytes.
+    expect(gone.closed).toHaveLength(1);
+    expect(gone.closed[0]).toMatchObject({ id: row.id, service: 'echo', client: row.client, reason: 'client-closed', error: null, bytesFromClient: 5, bytesToClient: 5 });
   });
 
   test('events keep coming about once a second, with a heartbeat comment', async () => {
