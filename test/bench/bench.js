@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * mapgate's benchmark against its peers (issue 5). See test/bench/README.md.
+ * mapgate's benchmark against its peers (issues 5 and 13). See test/bench/README.md.
  *
- *   node test/bench/bench.js [--quick] [--rounds N] [--only mapgate,haproxy,...,socks,ftp] [--idle N] [--keep]
+ *   node test/bench/bench.js [--quick] [--rounds N] [--only KEY,...] [--idle N] [--keep]
+ *     keys: mapgate haproxy nginx socat rinetd bare tcp-proxy-js node-tcp-proxy mapgate-w2 haproxy-nt2 socks ftp
  *   node test/bench/bench.js --profile [mapgate|bare] [--quick]   conn/s run under node --cpu-prof
+ *   node test/bench/bench.js --npm-peers   install the npm proxies into test/bench/.peers now, and exit
  *
  * Progress goes to stderr; the result table (markdown) to stdout. Every process it starts is
- * killed by PID at the end, on error and on SIGINT/SIGTERM.
+ * killed by PID at the end, on error and on SIGINT/SIGTERM. The npm proxies (tcp-proxy-js,
+ * node-tcp-proxy) are installed once into test/bench/.peers, never into the project.
  */
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -24,17 +27,18 @@ const CLI = path.join(ROOT, 'dist', 'cli.js');
 // Options
 
 function parseOptions(argv) {
-  const o = { quick: false, rounds: null, only: null, idle: null, keep: false, profile: null };
+  const o = { quick: false, rounds: null, only: null, idle: null, keep: false, profile: null, npmPeers: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') o.quick = true;
     else if (a === '--keep') o.keep = true;
+    else if (a === '--npm-peers') o.npmPeers = true;
     else if (a === '--profile') o.profile = ['mapgate', 'bare'].includes(argv[i + 1]) ? argv[++i] : 'mapgate';
     else if (a === '--rounds') o.rounds = positiveInt(a, argv[++i]);
     else if (a === '--idle') o.idle = positiveInt(a, argv[++i]);
     else if (a === '--only') o.only = String(argv[++i] || '').split(',').filter(Boolean);
     else if (a === '-h' || a === '--help') {
-      process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(2, 11).join('\n') + '\n');
+      process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(2, 14).join('\n') + '\n');
       process.exit(0);
     } else {
       process.stderr.write(`bench: unknown argument ${a}\n`);
@@ -55,19 +59,27 @@ function positiveInt(flag, v) {
 
 const opts = parseOptions(process.argv.slice(2));
 
-/** Durations in seconds, counts; --quick keeps the whole run under two minutes. */
+/** Durations in seconds, counts; --quick is for checking that everything works: a few minutes. */
 const D = opts.quick
-  ? { rounds: 1, iperfSecs: 1, wrkSecs: 2, warmSecs: 1, idleConns: 500, slowConns: 8, slowSecs: 2, profileSecs: 5, deadlineSecs: 300 }
-  : { rounds: 3, iperfSecs: 5, wrkSecs: 8, warmSecs: 2, idleConns: 2000, slowConns: 16, slowSecs: 8, profileSecs: 10, deadlineSecs: 2400 };
+  ? { rounds: 1, iperfSecs: 1, wrkSecs: 2, warmSecs: 1, idleConns: 500, slowConns: 8, slowSecs: 2, profileSecs: 5, deadlineSecs: 600 }
+  : { rounds: 3, iperfSecs: 5, wrkSecs: 8, warmSecs: 2, idleConns: 2000, slowConns: 16, slowSecs: 8, profileSecs: 10, deadlineSecs: 3600 };
 if (opts.rounds) D.rounds = opts.rounds;
 if (opts.idle) D.idleConns = Math.min(opts.idle, 8000); // the fd limit must stay far away
 const CONN_CLIENTS = 32;
 const LATENCY_CLIENTS = 64;
 const SLOW_READ_BYTES_PER_SEC = 1024 * 1024;
 const SLOW_READER_LIMIT_MB = 64;
+// A proxy that ignores backpressure (node-tcp-proxy) queues whatever the upstream sends: the
+// slow-reader test stops once it has grown this much, and the table shows "> 1024".
+const SLOW_READER_ABORT_MB = 1024;
+// On a shared machine no proxy may take it down: one past this is killed, the round reports it.
+const MEMORY_GUARD_MB = 4096;
+const IDLE_SETTLE = opts.quick ? { minMs: 1000, maxMs: 3000 } : { minMs: 2000, maxMs: 8000 };
 
 const CPUS = os.cpus().length;
 const PIN = CPUS >= 2;
+/** The unpinned rows' affinity: every core (the harness pins itself to core 1, children inherit that). */
+const ALL_CORES = `0-${CPUS - 1}`;
 const CLK_TCK = (() => {
   try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100; } catch { return 100; }
 })();
@@ -133,7 +145,7 @@ function run(cmd, args, core, timeoutMs) {
       clearTimeout(timer);
       started.delete(child);
       if (code === 0) resolve(out);
-      else reject(new Error(`${cmd} exited ${code}: ${(err || out).trim().split('\n').slice(-3).join(' | ')}`));
+      else reject(Object.assign(new Error(`${cmd} exited ${code}: ${(err || out).trim().split('\n').slice(-3).join(' | ')}`), { stderr: err }));
     });
   });
 }
@@ -235,17 +247,25 @@ function pssKiB(pid) {
 }
 
 /**
- * Memory (KiB) of a proxy: VmRSS of its own processes; per-connection children (socat's forks)
- * count their Pss, so the pages they share with their parent are not counted once per connection.
+ * Memory (KiB) of a proxy: VmRSS of its own processes, plus its children's. Per-connection
+ * children (socat's fork(2)s, `childMem: 'pss'`, the default) count their Pss, so the pages they
+ * share copy-on-write with their parent are not counted once per connection. mapgate's cluster
+ * workers (`childMem: 'rss'`) are processes of their own (node:cluster spawns, it does not
+ * fork), sharing only the node binary's file pages: they count their VmRSS, like the primary.
  */
-function memKiB(rootPids) {
+function memKiB(rootPids, childMem = 'pss') {
   const map = childrenMap();
   let kib = 0;
   for (const pid of rootPids) {
     kib += statusKiB(pid, 'VmRSS');
-    for (const d of descendants(pid, map)) kib += pssKiB(d);
+    for (const d of descendants(pid, map)) kib += childMem === 'rss' ? statusKiB(d, 'VmRSS') : pssKiB(d);
   }
   return kib;
+}
+
+/** The proxy's memory, summed over its processes as its definition says. */
+function proxyKiB(p) {
+  return memKiB(p.pids, p.childMem);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,34 +381,71 @@ http {
   return ups;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The npm proxies: installed by the bench into its own folder, once, never into the project
+// (package.json and package-lock.json stay as they are). Pinned versions, so rows compare.
+
+const PEERS_DIR = path.join(__dirname, '.peers');
+const NPM_PEERS = { 'tcp-proxy.js': '1.5.0', 'node-tcp-proxy': '0.0.28' };
+let npmInstall = null;
+
+function installedVersion(name) {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(PEERS_DIR, 'node_modules', name, 'package.json'), 'utf8')).version;
+  } catch { return null; }
+}
+
+/** True once `name@NPM_PEERS[name]` is in PEERS_DIR (installing them the first time), else why not. */
+async function npmPeer(name) {
+  const version = NPM_PEERS[name];
+  if (installedVersion(name) === version) return true;
+  if (!npmInstall) npmInstall = installNpmPeers();
+  const failed = await npmInstall;
+  if (installedVersion(name) === version) return true;
+  return `npm install ${name}@${version} into ${path.relative(ROOT, PEERS_DIR)} failed${failed ? ` (offline?): ${failed}` : ''}`;
+}
+
 /**
- * The proxies. `start(listen, ups)` starts one on core 0 forwarding listen.iperf/http/data to
- * the upstreams and returns the root processes to measure. Missing binaries skip a proxy.
+ * Installs every pinned npm peer in one `npm install`: with no package.json in PEERS_DIR, npm
+ * treats what it did not install in this call as extraneous and removes it. Resolves to null
+ * or the error's message.
+ */
+async function installNpmPeers() {
+  const specs = Object.entries(NPM_PEERS).map(([name, version]) => `${name}@${version}`);
+  if (!which('npm')) return 'npm not found';
+  log(`installing ${specs.join(' ')} into ${path.relative(ROOT, PEERS_DIR)} (once; later runs reuse them)`);
+  fs.mkdirSync(PEERS_DIR, { recursive: true });
+  try {
+    // --prefix: into PEERS_DIR/node_modules; --no-save, --no-package-lock: no manifest or
+    // lockfile written, here or in the project.
+    await run('npm', ['install', '--prefix', PEERS_DIR, '--no-save', '--no-package-lock', '--no-audit', '--no-fund',
+      '--loglevel=error', ...specs], null, 180_000);
+    return null;
+  } catch (err) {
+    // npm ends with advice and a log path; its first lines say what failed (code, errno, request).
+    const said = String(err.stderr || '').split('\n').map((l) => l.replace(/^npm (error|ERR!)\s*/, '').trim())
+      .filter((l) => l && !/complete log|behind a proxy|network connectivity|^\s*$/i.test(l));
+    return said.length ? said.slice(0, 2).join('; ') : err.message;
+  }
+}
+
+/**
+ * The proxies. `start(listen, ups)` starts one forwarding listen.iperf/http/data to the
+ * upstreams, on core 0 (the unpinned rows: on every core), and returns the root processes to
+ * measure. `available()` (sync or async) returns true or why the row is skipped: a missing binary,
+ * an npm package that could not be installed. `admin`: the proxy is up once its admin port is
+ * (mapgate's primary listens there after every worker is ready). `childMem`: see memKiB.
  */
 const PROXIES = [
   {
-    key: 'mapgate', label: 'mapgate',
+    key: 'mapgate', label: 'mapgate', admin: true,
     available: () => fs.existsSync(CLI) || 'dist/cli.js missing: run npm run build',
     start: (l, ups) => startMapgate(l, ups, false),
   },
   {
     key: 'haproxy', label: 'HAProxy (mode tcp)',
     available: () => !!which('haproxy') || 'haproxy not installed',
-    start(l, ups) {
-      const conf = path.join(WORK, 'haproxy.cfg');
-      const block = (name, port, target) => `listen ${name}\n  bind 127.0.0.1:${port}\n  server s1 127.0.0.1:${target}\n`;
-      fs.writeFileSync(conf, `global
-  nbthread 1
-  maxconn 9000
-defaults
-  mode tcp
-  maxconn 9000
-  timeout connect 5s
-  timeout client 30m
-  timeout server 30m
-${block('iperf', l.iperf, ups.iperf)}${block('http', l.http, ups.http)}${block('data', l.data, ups.data)}`);
-      return [startProcess('haproxy', which('haproxy'), ['-f', conf, '-db'], 0)];
-    },
+    start: (l, ups) => startHaproxy(l, ups, 'haproxy', 1, 0),
   },
   {
     key: 'nginx', label: 'nginx stream',
@@ -434,12 +491,52 @@ ${server(l.iperf, ups.iperf)}${server(l.http, ups.http)}${server(l.data, ups.dat
   {
     key: 'bare', label: 'bare Node pipe proxy',
     available: () => true,
-    start(l, ups) {
-      return [startProcess('bare-proxy', process.execPath, [path.join(__dirname, 'bare-proxy.js'),
-        `${l.iperf}:127.0.0.1:${ups.iperf}`, `${l.http}:127.0.0.1:${ups.http}`, `${l.data}:127.0.0.1:${ups.data}`], 0)];
-    },
+    start: (l, ups) => [startNodeRunner('bare-proxy', l, ups)],
+  },
+  {
+    key: 'tcp-proxy-js', label: `tcp-proxy.js ${NPM_PEERS['tcp-proxy.js']} (npm)`,
+    available: () => npmPeer('tcp-proxy.js'),
+    start: (l, ups) => [startNodeRunner('tcp-proxy-js', l, ups)],
+  },
+  {
+    key: 'node-tcp-proxy', label: `node-tcp-proxy ${NPM_PEERS['node-tcp-proxy']} (npm)`,
+    available: () => npmPeer('node-tcp-proxy'),
+    start: (l, ups) => [startNodeRunner('node-tcp-proxy', l, ups)],
+  },
+  {
+    key: 'mapgate-w2', label: 'mapgate `workers: 2` (unpinned)', admin: true, childMem: 'rss',
+    available: () => fs.existsSync(CLI) || 'dist/cli.js missing: run npm run build',
+    start: (l, ups) => startMapgate(l, ups, false, { key: 'mapgate-w2', workers: 2, core: ALL_CORES }),
+  },
+  {
+    key: 'haproxy-nt2', label: 'HAProxy `nbthread 2` (unpinned)',
+    available: () => !!which('haproxy') || 'haproxy not installed',
+    start: (l, ups) => startHaproxy(l, ups, 'haproxy-nt2', 2, ALL_CORES),
   },
 ];
+
+/** HAProxy in `mode tcp` with `threads` threads, on `core` (0, or ALL_CORES). */
+function startHaproxy(l, ups, name, threads, core) {
+  const conf = path.join(WORK, `${name}.cfg`);
+  const block = (svc, port, target) => `listen ${svc}\n  bind 127.0.0.1:${port}\n  server s1 127.0.0.1:${target}\n`;
+  fs.writeFileSync(conf, `global
+  nbthread ${threads}
+  maxconn 9000
+defaults
+  mode tcp
+  maxconn 9000
+  timeout connect 5s
+  timeout client 30m
+  timeout server 30m
+${block('iperf', l.iperf, ups.iperf)}${block('http', l.http, ups.http)}${block('data', l.data, ups.data)}`);
+  return [startProcess(name, which('haproxy'), ['-f', conf, '-db'], core)];
+}
+
+/** One of the Node runners in this folder (bare-proxy.js, tcp-proxy-js.js, ...) on core 0, plain `node`. */
+function startNodeRunner(name, l, ups) {
+  return startProcess(name, process.execPath, [path.join(__dirname, `${name}.js`),
+    `${l.iperf}:127.0.0.1:${ups.iperf}`, `${l.http}:127.0.0.1:${ups.http}`, `${l.data}:127.0.0.1:${ups.data}`], 0);
+}
 
 function streamModule() {
   try {
@@ -453,10 +550,11 @@ function streamModule() {
 
 /**
  * mapgate with everything on: a user table and mapping rules evaluated per connection, events
- * logged to a file, metrics served on the admin endpoint.
+ * logged to a file, metrics served on the admin endpoint. `workers` > 1 adds `workers: N`; the
+ * config and events file are named after `key`.
  */
-function startMapgate(l, ups, profile) {
-  const conf = path.join(WORK, 'mapgate.yaml');
+function startMapgate(l, ups, profile, { key = 'mapgate', workers = 1, core = 0 } = {}) {
+  const conf = path.join(WORK, `${key}.yaml`);
   const service = (name, port, target) => `  - name: ${name}
     port: ${port}
     bind: [127.0.0.1]
@@ -467,10 +565,10 @@ function startMapgate(l, ups, profile) {
       - user: bench
         destination: 127.0.0.1:${target}
 `;
-  fs.writeFileSync(conf, `admin:
+  fs.writeFileSync(conf, `${workers > 1 ? `workers: ${workers}\n` : ''}admin:
   listen: 127.0.0.1:${l.admin}
 log:
-  events: ${path.join(WORK, 'mapgate-events.jsonl')}
+  events: ${eventsFile(key)}
 shutdownGrace: 1s
 defaults:
   connectTimeout: 5s
@@ -481,7 +579,11 @@ users:
 services:
 ${service('iperf', l.iperf, ups.iperf)}${service('http', l.http, ups.http)}${service('data', l.data, ups.data)}`);
   const nodeArgs = [...mapgateNodeFlags(), ...(profile ? ['--cpu-prof', '--cpu-prof-dir', path.join(WORK, 'profile')] : [])];
-  return [startProcess('mapgate', process.execPath, [...nodeArgs, CLI, 'run', '-c', conf], 0)];
+  return [startProcess(key, process.execPath, [...nodeArgs, CLI, 'run', '-c', conf], core)];
+}
+
+function eventsFile(key) {
+  return path.join(WORK, `${key}-events.jsonl`);
 }
 
 /** The Node flags mapgate runs with, as deployed: those on its `#!/usr/bin/env -S node ...` line. */
@@ -494,7 +596,7 @@ async function launch(proxy, ups) {
   const [iperf, httpPort, data, admin] = await freePorts(4);
   const listen = { iperf, http: httpPort, data, admin };
   const children = proxy.start(listen, ups);
-  for (const port of [iperf, httpPort, data]) await waitPort(port, 15_000, children);
+  for (const port of [iperf, httpPort, data, ...(proxy.admin ? [admin] : [])]) await waitPort(port, 15_000, children);
   await sleep(200);
   const dead = children.find((c) => c.exited);
   if (dead) throw new Error(`${dead.benchName} exited (${dead.exitInfo})`);
@@ -509,11 +611,17 @@ async function launch(proxy, ups) {
 // ---------------------------------------------------------------------------------------------
 // Measurements
 
-async function iperf(p, streams, secs) {
+/**
+ * iperf3 through the proxy; Gbit/s received. Upload: the client sends (client → upstream);
+ * download (`reverse`, `iperf3 -R`): the server behind the proxy sends (upstream → client).
+ */
+async function iperf(p, streams, secs, reverse = false) {
   let lastErr = null;
+  const args = ['-c', '127.0.0.1', '-p', String(p.listen.iperf), '-t', String(secs), '-P', String(streams), '-J', '--connect-timeout', '3000'];
+  if (reverse) args.push('-R');
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const out = await run('iperf3', ['-c', '127.0.0.1', '-p', String(p.listen.iperf), '-t', String(secs), '-P', String(streams), '-J', '--connect-timeout', '3000'], 1, (secs + 15) * 1000);
+      const out = await run('iperf3', args, 1, (secs + 15) * 1000);
       const j = JSON.parse(out);
       if (j.error) throw new Error(j.error);
       return j.end.sum_received.bits_per_second / 1e9;
@@ -570,10 +678,30 @@ async function keepAliveP99(p) {
   return { p99: r.p99, note: describeErrors(r) };
 }
 
+/**
+ * The freshly started proxy's memory with no connection open, in MiB: sampled every 250 ms
+ * until four samples in a row (a second) stay within 1 % of each other, after at least
+ * IDLE_SETTLE.minMs and at most IDLE_SETTLE.maxMs (then the last sample, said so).
+ */
+async function idleBaseline(p) {
+  const start = Date.now();
+  const samples = [];
+  for (;;) {
+    samples.push(proxyKiB(p));
+    const last = samples.slice(-4);
+    const settled = last.length === 4 && Math.max(...last) - Math.min(...last) <= 0.01 * Math.max(...last);
+    const waited = Date.now() - start;
+    if ((settled && waited >= IDLE_SETTLE.minMs) || waited >= IDLE_SETTLE.maxMs) {
+      return { mib: last[last.length - 1] / 1024, note: settled ? ` (settled after ${(waited / 1000).toFixed(1)} s)` : ` (still moving after ${(waited / 1000).toFixed(1)} s)` };
+    }
+    await sleep(250);
+  }
+}
+
 /** Opens `n` held connections (64 at a time), measures the proxy's memory delta per connection. */
 async function idleMemory(p, n) {
   await sleep(300);
-  const before = memKiB(p.pids);
+  const before = proxyKiB(p);
   const sockets = [];
   const deadline = Date.now() + 60_000;
   let failed = 0;
@@ -586,7 +714,7 @@ async function idleMemory(p, n) {
       }
     }
     await sleep(1000);
-    const after = memKiB(p.pids);
+    const after = proxyKiB(p);
     if (sockets.length === 0) throw new Error('no idle connection could be opened');
     return { kib: (after - before) / sockets.length, opened: sockets.length, note: sockets.length < n ? ` (only ${sockets.length} of ${n} opened)` : '' };
   } finally {
@@ -598,12 +726,21 @@ async function idleMemory(p, n) {
 /** Slow readers pull a stream the upstream writes as fast as backpressure lets it; peak growth in MB. */
 async function slowReader(p) {
   await sleep(200);
-  const before = memKiB(p.pids);
+  const before = proxyKiB(p);
   let peak = before;
   let received = 0;
   const sockets = [];
   const start = Date.now();
-  const sampler = setInterval(() => { peak = Math.max(peak, memKiB(p.pids)); }, 100);
+  let stopped = null;
+  let stop = () => {};
+  const stoppedEarly = new Promise((resolve) => { stop = resolve; });
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, proxyKiB(p));
+    if (!stopped && peak - before > SLOW_READER_ABORT_MB * 1024) {
+      stopped = Date.now() - start;
+      stop();
+    }
+  }, 100);
   try {
     for (let i = 0; i < D.slowConns; i++) {
       const s = net.connect(p.listen.data, '127.0.0.1');
@@ -623,9 +760,10 @@ async function slowReader(p) {
       s.on('close', () => clearTimeout(timer));
       sockets.push(s);
     }
-    await sleep(D.slowSecs * 1000);
-    peak = Math.max(peak, memKiB(p.pids));
-    return { mb: (peak - before) / 1024, note: ` (read ${(received / 1048576).toFixed(1)} MiB)` };
+    await Promise.race([sleep(D.slowSecs * 1000), stoppedEarly]);
+    peak = Math.max(peak, proxyKiB(p));
+    const cut = stopped ? `; stopped after ${(stopped / 1000).toFixed(1)} s, past ${SLOW_READER_ABORT_MB} MB` : '';
+    return { mb: (peak - before) / 1024, note: ` (read ${(received / 1048576).toFixed(1)} MiB${cut})` };
   } finally {
     clearInterval(sampler);
     for (const s of sockets) s.destroy();
@@ -633,26 +771,40 @@ async function slowReader(p) {
   }
 }
 
+const gbit = (v) => v.toFixed(1);
 const METRICS = [
-  { key: 'tp1', title: '1-stream Gbit/s', better: 'high', fmt: (v) => v.toFixed(1), measure: async (p) => ({ value: await iperf(p, 1, D.iperfSecs) }) },
-  { key: 'tp8', title: '8-stream Gbit/s', better: 'high', fmt: (v) => v.toFixed(1), measure: async (p) => ({ value: await iperf(p, 8, D.iperfSecs) }) },
+  { key: 'up1', title: '1-stream upload Gbit/s', better: 'high', fmt: gbit, measure: async (p) => ({ value: await iperf(p, 1, D.iperfSecs) }) },
+  { key: 'down1', title: '1-stream download Gbit/s', better: 'high', fmt: gbit, measure: async (p) => ({ value: await iperf(p, 1, D.iperfSecs, true) }) },
+  { key: 'tp8', title: '8-stream Gbit/s', better: 'high', fmt: gbit, measure: async (p) => ({ value: await iperf(p, 8, D.iperfSecs) }) },
   { key: 'conn', title: `conn/s (close, ${CONN_CLIENTS} conns)`, better: 'high', fmt: (v) => (v >= 1000 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(0)) },
   { key: 'cpu', title: 'CPU µs/conn', better: 'low', fmt: (v) => v.toFixed(0) },
   { key: 'p99', title: `keep-alive p99 ms (${LATENCY_CLIENTS} conns)`, better: 'low', fmt: (v) => (v < 10 ? v.toFixed(2) : v.toFixed(1)), measure: async (p) => { const r = await keepAliveP99(p); return { value: r.p99, note: r.note }; } },
+  { key: 'base', title: 'idle MiB', better: 'low', fmt: (v) => v.toFixed(1), measure: async (p) => { const r = await idleBaseline(p); return { value: r.mib, note: r.note }; } },
   { key: 'idle', title: 'KiB/idle conn', better: 'low', fmt: (v) => v.toFixed(1), measure: async (p) => { const r = await idleMemory(p, D.idleConns); return { value: r.kib, note: r.note }; } },
-  { key: 'slow', title: `slow-reader growth MB (${D.slowConns} readers)`, better: 'low', fmt: (v) => v.toFixed(1), measure: async (p) => { const r = await slowReader(p); return { value: r.mb, note: r.note }; } },
+  { key: 'slow', title: `slow-reader growth MB (${D.slowConns} readers)`, better: 'low', capped: (v) => v > SLOW_READER_ABORT_MB, fmt: (v) => (v > SLOW_READER_ABORT_MB ? `> ${SLOW_READER_ABORT_MB}` : v.toFixed(1)), measure: async (p) => { const r = await slowReader(p); return { value: r.mb, note: r.note }; } },
 ];
 
-/** mapgate ÷ HAProxy targets of issue 5 (absolute where the issue gives an absolute bound). */
+/** The order of one round: memory on the fresh process first, then a warm-up, then the rest. */
+const ROUND = ['base', 'idle', 'slow', 'warm', 'up1', 'down1', 'tp8', 'conn', 'p99'];
+
+/**
+ * mapgate's targets of issue 13: ratios to the bare Node proxy's median, or absolute where the
+ * issue gives an absolute bound; keep-alive p99 has none.
+ */
 const TARGETS = {
-  tp1: { text: '≥ 1.0×', ok: (v, h) => v / h >= 1.0 },
-  tp8: { text: '≥ 1.0×', ok: (v, h) => v / h >= 1.0 },
-  conn: { text: '≥ 0.6× and > bare', ok: (v, h, b) => v / h >= 0.6 && (b === null || v > b) },
-  cpu: { text: '≤ 1.7×', ok: (v, h) => v / h <= 1.7 },
-  p99: { text: '≤ 1.5×', ok: (v, h) => v / h <= 1.5 },
-  idle: { text: '≤ 8 KiB', absolute: true, ok: (v) => v <= 8 },
+  up1: { text: '≥ 1.0×', ok: (v, b) => v / b >= 1.0 },
+  down1: { text: '≥ 1.25×', ok: (v, b) => v / b >= 1.25 },
+  tp8: { text: '≥ 1.1×', ok: (v, b) => v / b >= 1.1 },
+  conn: { text: '≥ 0.95×', ok: (v, b) => v / b >= 0.95 },
+  cpu: { text: '≤ 1.1×', ok: (v, b) => v / b <= 1.1 },
+  p99: null,
+  base: { text: '≤ 1.3×', ok: (v, b) => v / b <= 1.3 },
+  idle: { text: '≤ 6 KiB', absolute: true, ok: (v) => v <= 6 },
   slow: { text: `< ${SLOW_READER_LIMIT_MB} MB`, absolute: true, ok: (v) => v < SLOW_READER_LIMIT_MB },
 };
+
+/** The npm proxies mapgate must be ahead of on every figure (issue 13): row key → package name. */
+const NPM_ROWS = { 'tcp-proxy-js': 'tcp-proxy.js', 'node-tcp-proxy': 'node-tcp-proxy' };
 
 /**
  * One round of one proxy, on a fresh process: memory first (so earlier tests have not grown a
@@ -662,7 +814,7 @@ async function measureProxy(def, ups, results) {
   const record = (key, value, note = '') => {
     results[def.key][key].push(value);
     const m = METRICS.find((x) => x.key === key);
-    log(`  ${def.key.padEnd(8)} ${m.title.padEnd(34)} ${value === null ? 'failed' : m.fmt(value)}${note}`);
+    log(`  ${def.key.padEnd(14)} ${m.title.padEnd(34)} ${value === null ? 'failed' : m.fmt(value)}${note}`);
   };
   let p;
   try {
@@ -672,8 +824,14 @@ async function measureProxy(def, ups, results) {
     for (const m of METRICS) results[def.key][m.key].push(null);
     return;
   }
+  const guard = setInterval(function onMemoryGuard() {
+    const mb = proxyKiB(p) / 1024;
+    if (mb <= MEMORY_GUARD_MB) return;
+    log(`  ${def.key}: ${mb.toFixed(0)} MB, past the ${MEMORY_GUARD_MB} MB guard: killed`);
+    for (const c of p.children) killTree(c.pid, 'SIGKILL');
+  }, 500);
   try {
-    for (const key of ['idle', 'slow', 'warm', 'tp1', 'tp8', 'conn', 'p99']) {
+    for (const key of ROUND) {
       const dead = p.children.find((c) => c.exited);
       if (dead) {
         log(`  ${def.key}: ${dead.benchName} exited (${dead.exitInfo}); rest of this round skipped`);
@@ -701,8 +859,9 @@ async function measureProxy(def, ups, results) {
         if (key === 'conn') { record('conn', null); record('cpu', null); } else if (key !== 'warm') record(key, null);
       }
     }
-    if (def.key === 'mapgate') await mapgateSanity(p);
+    if (def.admin) await mapgateSanity(p);
   } finally {
+    clearInterval(guard);
     await stopProcesses(p.children);
   }
 }
@@ -717,16 +876,19 @@ function median(values) {
   return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
 }
 
+const ratio = (v, ref) => (v === null || ref === null || ref === undefined || ref === 0 ? '–' : `${(v / ref).toFixed(2)}×`);
+
 function table(proxies, results, env) {
   const med = {};
   for (const p of proxies) {
     med[p.key] = {};
     for (const m of METRICS) med[p.key][m.key] = median(results[p.key][m.key]);
   }
-  const ratio = (v, ref) => (v === null || ref === null || ref === undefined || ref === 0 ? '–' : `${(v / ref).toFixed(2)}×`);
+  const ref = (key, m) => (med[key] ? med[key][m.key] : null);
   const lines = [];
   lines.push(`mapgate bench: ${env.date}, ${env.machine}; ${env.rounds} round${env.rounds === 1 ? '' : 's'} (medians)${env.quick ? ', --quick' : ''}; ${env.pinning}; HTTP upstream ${env.httpServer}.`);
-  lines.push('Cells: median (× HAProxy / × bare Node proxy). Last row: mapgate against the targets of issue 5.');
+  lines.push('Cells: median (× HAProxy / × bare Node proxy), HAProxy being the pinned `nbthread 1` row. Rows marked unpinned may use every core, the load generators\' too.');
+  lines.push('Last rows: mapgate against the targets of issue 13 (× bare Node proxy unless absolute), and whether it is ahead of both npm proxies (the bound is the better of the two).');
   lines.push('');
   lines.push(`| proxy | ${METRICS.map((m) => m.title).join(' | ')} |`);
   lines.push(`|---|${METRICS.map(() => '---:').join('|')}|`);
@@ -734,25 +896,70 @@ function table(proxies, results, env) {
     const cells = METRICS.map((m) => {
       const v = med[p.key][m.key];
       if (v === null) return 'fail';
-      const h = med.haproxy ? med.haproxy[m.key] : null;
-      const b = med.bare ? med.bare[m.key] : null;
-      return `${m.fmt(v)} (${ratio(v, h)} / ${ratio(v, b)})`;
+      // A figure stopped at its cap is a lower bound, and so are its ratios.
+      const r = (x) => `${m.capped && m.capped(v) && x !== '–' ? '> ' : ''}${x}`;
+      return `${m.fmt(v)} (${r(ratio(v, ref('haproxy', m)))} / ${r(ratio(v, ref('bare', m)))})`;
     });
     lines.push(`| ${p.label} | ${cells.join(' | ')} |`);
   }
   if (med.mapgate) {
-    const cells = METRICS.map((m) => {
-      const t = TARGETS[m.key];
-      const v = med.mapgate[m.key];
-      const h = med.haproxy ? med.haproxy[m.key] : null;
-      const b = med.bare ? med.bare[m.key] : null;
-      if (v === null) return `${t.text} ✗ (no result)`;
-      if (!t.absolute && !h) return `${t.text} ? (no HAProxy)`;
-      return `${t.text} ${t.ok(v, h, b) ? '✓' : '✗'}`;
-    });
-    lines.push(`| *mapgate target* | ${cells.join(' | ')} |`);
+    lines.push(`| *mapgate target (issue 13)* | ${METRICS.map((m) => targetCell(m, med)).join(' | ')} |`);
+    if (Object.keys(NPM_ROWS).some((k) => med[k])) lines.push(`| *mapgate ahead of ${Object.values(NPM_ROWS).join(' and ')}* | ${METRICS.map((m) => aheadCell(m, med)).join(' | ')} |`);
   }
+  const scaling = scalingLine(med);
+  if (scaling) lines.push('', scaling);
   return lines.join('\n') + '\n';
+}
+
+function targetCell(m, med) {
+  const t = TARGETS[m.key];
+  if (!t) return '-';
+  const v = med.mapgate[m.key];
+  const b = med.bare ? med.bare[m.key] : null;
+  if (v === null) return `${t.text} ✗ (no result)`;
+  if (!t.absolute && !b) return `${t.text} ? (no bare proxy)`;
+  return `${t.text} ${t.ok(v, b) ? '✓' : '✗'}`;
+}
+
+/** `> best` or `< best` of the npm rows (better = higher or lower), ✓ if mapgate is strictly past it. */
+function aheadCell(m, med) {
+  const v = med.mapgate[m.key];
+  const keys = Object.keys(NPM_ROWS);
+  const rows = keys.filter((k) => med[k]);
+  const missing = keys.filter((k) => !med[k]);
+  const failed = rows.filter((k) => med[k][m.key] === null);
+  const values = rows.map((k) => med[k][m.key]).filter((x) => x !== null);
+  const notes = [...missing.map((k) => `${NPM_ROWS[k]} not run`), ...failed.map((k) => `${NPM_ROWS[k]} failed`)];
+  const note = notes.length ? ` (${notes.join(', ')})` : '';
+  if (values.length === 0) return `?${note}`;
+  const high = m.better === 'high';
+  const best = high ? Math.max(...values) : Math.min(...values);
+  // A capped slow-reader figure prints as "> 1024": the bound is then the cap itself.
+  const text = `${high ? '>' : '<'} ${m.fmt(best).replace(/^> /, '')}`;
+  if (v === null) return `${text} ✗ (no result)`;
+  const ok = high ? v > best : v < best;
+  return `${text} ${ok && missing.length === 0 ? '✓' : ok ? '?' : '✗'}${note}`;
+}
+
+/** How the unpinned rows scale: each against its pinned single-process row, and against each other. */
+function scalingLine(med) {
+  const conn = METRICS.find((m) => m.key === 'conn');
+  const cpu = METRICS.find((m) => m.key === 'cpu');
+  const part = (key, single, label) => {
+    if (!med[key] || med[key].conn === null) return null;
+    const r = med[single] && med[single].conn !== null ? ` = ${ratio(med[key].conn, med[single].conn)} its pinned row` : '';
+    return `${label} ${conn.fmt(med[key].conn)} conn/s${r}`;
+  };
+  const parts = [part('mapgate-w2', 'mapgate', 'mapgate `workers: 2`'), part('haproxy-nt2', 'haproxy', 'HAProxy `nbthread 2`')].filter(Boolean);
+  if (parts.length === 0) return null;
+  let both = '';
+  if (parts.length === 2) {
+    const w = med['mapgate-w2'];
+    const h = med['haproxy-nt2'];
+    const us = (v) => (v === null ? '–' : cpu.fmt(v));
+    both = `; mapgate \`workers: 2\` ÷ HAProxy \`nbthread 2\`: conn/s ${ratio(w.conn, h.conn)}, CPU µs/conn ${ratio(w.cpu, h.cpu)} (${us(w.cpu)} / ${us(h.cpu)})`;
+  }
+  return `Unpinned (connection-rate scaling, informative only): ${parts.join(', ')}${both}.`;
 }
 
 function environment(ups) {
@@ -771,7 +978,7 @@ function environment(ups) {
 // Main
 
 async function mapgateSanity(p) {
-  const events = path.join(WORK, 'mapgate-events.jsonl');
+  const events = eventsFile(p.key);
   let lines = 0;
   try {
     const fd = fs.openSync(events, 'r');
@@ -788,7 +995,7 @@ async function mapgateSanity(p) {
   } catch (err) {
     log(`mapgate /metrics: ${err.message}`);
   }
-  log(`mapgate: ${lines} event lines logged, /metrics mapgate_connections_total = ${total}`);
+  log(`${p.key}: ${lines} event lines logged (all rounds), /metrics mapgate_connections_total = ${total}`);
 }
 
 async function benchmark() {
@@ -821,7 +1028,7 @@ async function benchmarkProxies(candidates) {
 
   const proxies = [];
   for (const p of candidates) {
-    const ok = p.available();
+    const ok = await p.available();
     if (ok === true) proxies.push(p);
     else log(`skip ${p.key}: ${ok}`);
   }
@@ -840,7 +1047,7 @@ async function benchmarkProxies(candidates) {
   for (const p of proxies) {
     for (const m of METRICS) {
       const v = results[p.key][m.key].filter((x) => x !== null);
-      if (v.length > 1) log(`range ${p.key.padEnd(8)} ${m.title.padEnd(34)} ${m.fmt(Math.min(...v))}–${m.fmt(Math.max(...v))}`);
+      if (v.length > 1) log(`range ${p.key.padEnd(14)} ${m.title.padEnd(34)} ${m.fmt(Math.min(...v))}–${m.fmt(Math.max(...v))}`);
     }
   }
   const raw = path.join(os.tmpdir(), 'mapgate-bench-last.json');
@@ -876,7 +1083,19 @@ async function profile(which) {
   process.stdout.write(top(keep, 30));
 }
 
+/** `--npm-peers`: installs the npm proxies (test/bench/install-peers.sh runs this), exit 1 if one is missing. */
+async function npmPeersOnly() {
+  let missing = 0;
+  for (const name of Object.keys(NPM_PEERS)) {
+    const ok = await npmPeer(name);
+    if (ok === true) process.stdout.write(`ok: ${name}@${NPM_PEERS[name]} in ${path.relative(ROOT, PEERS_DIR)}\n`);
+    else { missing++; process.stderr.write(`missing: ${name}: ${ok}\n`); }
+  }
+  if (missing) process.exitCode = 1;
+}
+
 async function main() {
+  if (opts.npmPeers) return npmPeersOnly();
   WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'mapgate-bench-'));
   log(`work dir ${WORK}; ${CPUS} cores${PIN ? '; pinning proxies to core 0, load to core 1' : ''}`);
   if (PIN) {
@@ -908,7 +1127,7 @@ async function shutdown(code) {
 process.on('SIGINT', () => { log('SIGINT: stopping'); shutdown(130); });
 process.on('SIGTERM', () => { log('SIGTERM: stopping'); shutdown(143); });
 
-main().then(() => shutdown(0), (err) => {
+main().then(() => shutdown(process.exitCode || 0), (err) => {
   log(`error: ${err.stack || err.message}`);
   shutdown(1);
 });
