@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import Ajv, { type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import { LineCounter, parseDocument, isScalar } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors';
 import { Context, dedupe, MAX_DEPTH, oneLine, pathText, type PathSeg } from './context';
@@ -25,12 +24,19 @@ const MAX_ALIAS_COUNT = 1000;
 
 export const SCHEMA_PATH = join(__dirname, '..', '..', 'schema', 'mappings.schema.json');
 
+/** The schema's validator, generated from it by `npm run build` (schema/build-validator.js). */
+export const VALIDATOR_PATH = join(__dirname, '..', '..', 'schema', 'mappings.validate.js');
+
 let validator: ValidateFunction | undefined;
 
 function schemaValidator(): ValidateFunction {
   if (!validator) {
-    const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true });
-    validator = ajv.compile(JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')));
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      validator = require(VALIDATOR_PATH) as ValidateFunction;
+    } catch (err) {
+      throw new Error(`${VALIDATOR_PATH} is missing or broken (npm run build generates it): ${(err as Error).message}`);
+    }
   }
   return validator;
 }
