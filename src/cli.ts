@@ -1,4 +1,5 @@
 #!/usr/bin/env -S node --max-semi-space-size=4
+import { existsSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import * as http from 'node:http';
 import * as tls from 'node:tls';
@@ -56,6 +57,8 @@ interface Args {
   tunnels: ExtraService[];
   /** `-g` was given. */
   gatewayPorts: boolean;
+  /** `config` is ./mappings.yaml because neither -c nor $MAPGATE_CONFIG named a file. */
+  defaultConfig: boolean;
 }
 
 function parseArgs(argv: string[]): Args | number {
@@ -115,8 +118,9 @@ function parseArgs(argv: string[]): Args | number {
     throw err;
   }
   // Tunnels alone need no file; ./mappings.yaml is read only when nothing else is asked for.
-  if (config === null && tunnels.length === 0) config = 'mappings.yaml';
-  return { command, config, tag, iptables, tunnels, gatewayPorts };
+  const defaultConfig = config === null && tunnels.length === 0;
+  if (defaultConfig) config = 'mappings.yaml';
+  return { command, config, tag, iptables, tunnels, gatewayPorts, defaultConfig };
 }
 
 function usage(message: string): number {
@@ -395,7 +399,8 @@ async function main(argv: string[]): Promise<number> {
       if (sparse) process.stderr.write(`mapgate: warning: ${sparse}\n`);
       return 0;
     }
-    case 'status': return status(args.config, args.tag);
+    // A gateway run with -L tunnels alone has no file: without one here, its default admin address.
+    case 'status': return status(args.defaultConfig && !existsSync(args.config!) ? null : args.config, args.tag);
     case 'reload': return reload(args.config);
     case 'passwd': return passwd();
     case 'intercept-rules': {

@@ -21,9 +21,9 @@ function writeConfig(text: string): string {
 }
 
 /** Runs the CLI to completion (killed after `ms`); resolves its exit code and output. */
-function runCli(args: string[], ms = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runCli(args: string[], ms = 10_000, options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: options.cwd, env: options.env ?? process.env });
     onTeardown(() => { child.kill('SIGKILL'); });
     let stdout = '';
     let stderr = '';
@@ -164,5 +164,26 @@ services:
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain('admin.listen is off');
+  });
+
+  test('with no file to read (a gateway of -L tunnels alone has none), it asks the default admin address', async () => {
+    const dir = path.dirname(writeConfig(''));
+    fs.rmSync(path.join(dir, 'mappings.yaml'));
+    const env = { ...process.env };
+    delete env.MAPGATE_CONFIG;
+    // Nothing listens there in this test: the error names the address it tried, not a missing file.
+    const r = await runCli(['status'], 10_000, { cwd: dir, env });
+    expect(r.stderr).not.toContain('mappings.yaml');
+    if (r.code === 0) {
+      // Something on this machine does answer there: a status table, then.
+      expect(r.stdout).toContain('SERVICE');
+    } else {
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('127.0.0.1:9464');
+    }
+    // With -c naming a missing file, the file is still what is missing.
+    const named = await runCli(['status', '-c', path.join(dir, 'mappings.yaml')], 10_000, { cwd: dir, env });
+    expect(named.code).toBe(1);
+    expect(named.stderr).toContain('mappings.yaml');
   });
 });
