@@ -106,7 +106,7 @@ export function statusSnapshot(src: StatusSources, now = Date.now()): GatewaySta
       id: c.id, service: c.service, client: c.client, user: c.user, auth: c.auth, sni: c.sni, requested: c.requested, destination: c.destination, state: c.state,
       since: new Date(c.since).toISOString(), seconds: (now - c.since) / 1000,
       bytesFromClient: c.bytesFromClient(), bytesToClient: c.bytesToClient(),
-      rateFromClient: Math.round(c.rateFromClient), rateToClient: Math.round(c.rateToClient),
+      rateFromClient: c.rateFromClient, rateToClient: c.rateToClient,
     })),
     closed: src.traffic.closedConnections(),
     history: src.traffic.history(),

@@ -202,8 +202,9 @@ export class Traffic {
       const from = c.bytesFromClient();
       const to = c.bytesToClient();
       if (dt > 0) {
-        c.rateFromClient = (from - c.sampledFromClient) / dt;
-        c.rateToClient = (to - c.sampledToClient) / dt;
+        // Whole bytes per second: small integers stay unboxed in the connection's fields.
+        c.rateFromClient = Math.round((from - c.sampledFromClient) / dt);
+        c.rateToClient = Math.round((to - c.sampledToClient) / dt);
       }
       c.sampledFromClient = from;
       c.sampledToClient = to;
