@@ -1,4 +1,5 @@
-import type { Socket } from 'node:net';
+import type { OnReadOpts, Socket } from 'node:net';
+import { copyOut, drop, isLanding, landingBuffer, ownedBuffer, readBuffer, readNext, READ_BUFFER_BYTES, recycle, TLS_READ_BYTES } from './read-buffer';
 
 /** Idle progress samples per idle period: the timeout's precision is 1/IDLE_CHECKS of it. */
 const IDLE_CHECKS = 8;
@@ -38,6 +39,9 @@ type RelaySocket = Socket & { [RELAY]?: Relay };
  *   the per-chunk path carries no timer work. (Node's socket.setTimeout is not used: it skips
  *   its first expiry while a write is pending, so a peer that vanished mid-write would be kept
  *   for twice the timeout.)
+ * - Upstream reads: an upstream dialled with `UPSTREAM_READ` / `UPSTREAM_TLS_READ` (`onread`) is
+ *   read into reused buffers and written to the client without a Buffer allocated per chunk;
+ *   any other upstream is read through 'data'. Byte counters are the same either way.
  *
  * Knows nothing of config; tells its owner exactly once, when both sockets are closed.
  */
@@ -48,6 +52,10 @@ export class Relay {
   private done = false;
   private moved = 0;
   private lastMoved = 0;
+  /** An upstream read buffer that a write queued to the client may still reference; spare again once the queue is empty. */
+  held: Buffer | null = null;
+  /** The owned buffer the upstream reads into next (null: the landing buffer); given up when the relay ends. */
+  reading: Buffer | null = null;
 
   constructor(
     readonly client: Socket,
@@ -119,6 +127,10 @@ export class Relay {
     if (--this.open > 0 || this.done) return;
     this.done = true;
     if (this.idleTimeoutMs > 0) IdleSweep.delete(this);
+    // Both sockets are closed: the buffers they held go to the collector, counted back.
+    if (this.reading !== null) drop(this.reading);
+    if (this.held !== null) drop(this.held);
+    this.reading = this.held = null;
     this.owner.relayDone({ end: this.reason ?? 'client-closed', error: this.error });
   }
 }
@@ -170,8 +182,83 @@ function onUpstreamData(this: RelaySocket, chunk: Buffer): void {
   if (!client.destroyed && !client.write(chunk)) this.pause();
 }
 
+/**
+ * The upstream's read callback (`onread`): its bytes go to the client without a Buffer allocated
+ * per chunk (see read-buffer.ts for which buffer it is safe to read into next). Until a relay
+ * reads the socket, or when something else does (FTP's control channel), the bytes are pushed as
+ * a copy and the socket is a stream like any other: 'data', pause()/resume(), 'end'.
+ *
+ * `readBytes` is the most one read delivers: a read of that size says more is waiting.
+ */
+function relayRead(up: RelaySocket, nread: number, buf: Buffer, readBytes: number): boolean {
+  const relay = up[RELAY];
+  // Bytes pushed earlier and not yet emitted go first: behind them, push too, so order is kept.
+  // An owned buffer is left to the collector here, not recycled: push runs 'data' listeners, and
+  // one that writes an empty chunk to a TLS upstream makes Node's TLS layer read (and call us) again.
+  if (relay === undefined || up.readableLength > 0) {
+    const copy = copyOut(buf, nread);
+    if (relay !== undefined && relay.reading === buf) {
+      drop(buf);
+      relay.reading = null;
+    }
+    readNext(landingBuffer());
+    return up.push(copy);
+  }
+  const { client } = relay;
+  if (client.destroyed) {
+    readNext(buf);
+    return true;
+  }
+  const more = nread === readBytes;
+  const landing = isLanding(buf);
+  const ok = client.write(landing ? copyOut(buf, nread) : nread === buf.length ? buf : buf.subarray(0, nread));
+  let next: Buffer;
+  if (client.writableLength === 0) {
+    // Every write so far has reached the kernel: no buffer of ours is referenced.
+    if (relay.held !== null) {
+      recycle(relay.held);
+      relay.held = null;
+    }
+    if (more) next = landing ? ownedBuffer(readBytes) : buf;
+    else {
+      if (!landing) recycle(buf);
+      next = landingBuffer();
+    }
+  } else {
+    // Still queued, maybe these very bytes: the buffer is that write's until the queue empties.
+    if (!landing) {
+      if (relay.held !== null) drop(relay.held);
+      relay.held = buf;
+    }
+    next = more ? ownedBuffer(readBytes) : landingBuffer();
+  }
+  relay.reading = isLanding(next) ? null : next;
+  readNext(next);
+  if (!ok) up.pause();
+  return true;
+}
+
+function onUpstreamRead(this: RelaySocket, nread: number, buf: Buffer): boolean {
+  return relayRead(this, nread, buf, READ_BUFFER_BYTES);
+}
+
+function onUpstreamTlsRead(this: RelaySocket, nread: number, buf: Buffer): boolean {
+  return relayRead(this, nread, buf, TLS_READ_BYTES);
+}
+
+/** `onread` for a TCP upstream socket that a relay will read. */
+export const UPSTREAM_READ: OnReadOpts = Object.freeze({ buffer: readBuffer, callback: onUpstreamRead as OnReadOpts['callback'] });
+
+/** `onread` for a TLS upstream socket (`tls.connect` without `socket`) that a relay will read. */
+export const UPSTREAM_TLS_READ: OnReadOpts = Object.freeze({ buffer: readBuffer, callback: onUpstreamTlsRead as OnReadOpts['callback'] });
+
 function onClientDrain(this: RelaySocket): void {
-  this[RELAY]!.upstream.resume();
+  const relay = this[RELAY]!;
+  if (relay.held !== null && this.writableLength === 0) {
+    recycle(relay.held);
+    relay.held = null;
+  }
+  relay.upstream.resume();
 }
 
 function onUpstreamDrain(this: RelaySocket): void {

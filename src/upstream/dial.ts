@@ -3,6 +3,7 @@ import * as tls from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import type { Destination } from '../config/types';
 import { ConnectTimeoutError, MapgateError } from '../errors';
+import { UPSTREAM_READ, UPSTREAM_TLS_READ } from '../relay/relay';
 
 /** Why one attempt failed: the connection never opened, timed out, or its TLS handshake failed. */
 export type DialFailureKind = 'connect-failed' | 'connect-timeout' | 'tls-failed';
@@ -117,10 +118,11 @@ export class Dial {
     try {
       if (d.proxyProtocol) {
         // The header goes first on the TCP connection, before a TLS handshake (HAProxy's send-proxy).
-        tcp = net.connect({ host: d.host, port: d.port, allowHalfOpen: true, noDelay: true });
+        // Under TLS the TLS layer reads this socket, never our callback.
+        tcp = net.connect({ host: d.host, port: d.port, allowHalfOpen: true, noDelay: true, onread: d.tls ? undefined : UPSTREAM_READ });
         tcp.write(this.callbacks.proxyHeader(d.proxyProtocol));
       }
-      socket = d.tls ? this.connectTls(d, tcp) : tcp ?? net.connect({ host: d.host, port: d.port, allowHalfOpen: true, noDelay: true });
+      socket = d.tls ? this.connectTls(d, tcp) : tcp ?? net.connect({ host: d.host, port: d.port, allowHalfOpen: true, noDelay: true, onread: UPSTREAM_READ });
     } catch (err) {
       // Synchronous throws (bad options) are failures like any other, never crashes.
       tcp?.destroy();
@@ -149,6 +151,8 @@ export class Dial {
       session: this.sessions.get(d),
       minVersion: 'TLSv1.2',
       allowHalfOpen: true,
+      // Node ignores onread over a given socket (the PROXY-header case): that one reads as usual.
+      onread: tcp ? undefined : UPSTREAM_TLS_READ,
     } as tls.ConnectionOptions);
     socket.on('session', (session: Buffer) => this.sessions.set(d, session));
     return socket;
