@@ -172,6 +172,32 @@ export function nextDisconnect(gw: Gateway, id?: string): Promise<ClientDisconne
   });
 }
 
+/**
+ * Writes `total` bytes made by `chunk(left)` (which returns at most `left`), honouring
+ * backpressure, then half-closes; resolves the sha256 of what was written.
+ */
+export function writeHashed(s: net.Socket, total: number, chunk: (left: number) => Buffer): Promise<string> {
+  const hash = createHash('sha256');
+  return new Promise((resolve, reject) => {
+    let left = total;
+    const pump = (): void => {
+      while (left > 0) {
+        const c = chunk(left);
+        left -= c.length;
+        hash.update(c);
+        if (!s.write(c)) {
+          s.once('drain', pump);
+          return;
+        }
+      }
+      s.end();
+      resolve(hash.digest('hex'));
+    };
+    s.once('error', reject);
+    pump();
+  });
+}
+
 /** Resolves when `predicate` holds, polling every 10 ms; rejects after `ms`. */
 export async function waitFor(predicate: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + ms;

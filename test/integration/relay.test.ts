@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
-import { connect, listen, nextDisconnect, portOf, readAll, roundTrip, sha256, startEchoServer, startGateway, closed } from '../helpers/net';
+import { connect, listen, nextDisconnect, portOf, readAll, roundTrip, sha256, startEchoServer, startGateway, closed, writeHashed } from '../helpers/net';
 
 const svc = (dest: string, extra = ''): string => `
 admin: { listen: "off" }
@@ -14,26 +14,7 @@ ${extra}`;
 
 /** Writes `total` random bytes in 64 KiB chunks, honouring backpressure; resolves their sha256. */
 function writeRandom(s: net.Socket, total: number): Promise<string> {
-  const { createHash } = require('node:crypto') as typeof import('node:crypto');
-  const hash = createHash('sha256');
-  return new Promise((resolve, reject) => {
-    let left = total;
-    const pump = (): void => {
-      while (left > 0) {
-        const chunk = randomBytes(Math.min(65536, left));
-        left -= chunk.length;
-        hash.update(chunk);
-        if (!s.write(chunk)) {
-          s.once('drain', pump);
-          return;
-        }
-      }
-      s.end();
-      resolve(hash.digest('hex'));
-    };
-    s.once('error', reject);
-    pump();
-  });
+  return writeHashed(s, total, (left) => randomBytes(Math.min(65536, left)));
 }
 
 describe('relay', () => {

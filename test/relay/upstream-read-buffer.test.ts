@@ -6,7 +6,7 @@ import * as tls from 'node:tls';
 import type { ClientDisconnectEvent } from '../../src/events/events';
 import { Relay, UPSTREAM_READ, type RelayResult } from '../../src/relay/relay';
 import { lentBuffers, MAX_LENT, READ_BUFFER_BYTES } from '../../src/relay/read-buffer';
-import { connect, listen, onTeardown, portOf, readAll, sha256, startGateway, waitFor } from '../helpers/net';
+import { connect, listen, onTeardown, portOf, readAll, sha256, startGateway, waitFor, writeHashed } from '../helpers/net';
 import { prng } from '../helpers/prng';
 
 // The upstream leg is read into reused buffers (onread): these tests check that no byte is
@@ -32,26 +32,7 @@ function byteStream(seed: number): (n: number) => Buffer {
 function send(s: net.Socket, seed: number, total: number): Promise<string> {
   const rnd = prng(seed ^ 0x5eed);
   const bytes = byteStream(seed);
-  const hash = createHash('sha256');
-  return new Promise((resolve, reject) => {
-    let left = total;
-    const pump = (): void => {
-      while (left > 0) {
-        const n = Math.min(left, 1 + Math.floor(rnd() ** 3 * 256 * 1024));
-        const chunk = bytes(n);
-        left -= n;
-        hash.update(chunk);
-        if (!s.write(chunk)) {
-          s.once('drain', pump);
-          return;
-        }
-      }
-      s.end();
-      resolve(hash.digest('hex'));
-    };
-    s.once('error', reject);
-    pump();
-  });
+  return writeHashed(s, total, (left) => bytes(Math.min(left, 1 + Math.floor(rnd() ** 3 * 256 * 1024))));
 }
 
 /**
