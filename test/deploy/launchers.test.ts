@@ -30,9 +30,13 @@ describe('every launcher runs node with the flags of the CLI\'s #! line', () => 
     expect(start).toBe(['node', ...NODE_FLAGS, 'dist/cli.js', 'run', '-c', 'mappings.yaml'].join(' '));
   });
 
-  test('the benchmark starts mapgate with the flags of dist/cli.js', () => {
+  test('the benchmarks start mapgate with the flags of dist/cli.js', () => {
     const bench = readFileSync(join(ROOT, 'test', 'bench', 'bench.js'), 'utf8');
-    expect(bench).toMatch(/startProcess\('mapgate', process\.execPath, \[\.\.\.nodeArgs, CLI/);
+    // `key`: mapgate, or mapgate-w2 (workers: 2).
+    expect(bench).toMatch(/startProcess\(key, process\.execPath, \[\.\.\.nodeArgs, CLI/);
     expect(bench).toMatch(/const nodeArgs = \[\.\.\.mapgateNodeFlags\(\)/);
+    const cost = readFileSync(join(ROOT, 'test', 'bench', 'conn-cost.js'), 'utf8');
+    expect(cost).toMatch(/const flags = fs\.readFileSync\(CLI, 'utf8'\)\.split\('\\n', 1\)\[0\]/);
+    expect(cost).toMatch(/argv = \[\.\.\.flags, CLI, 'run'/);
   });
 });
