@@ -6,7 +6,7 @@ import * as tls from 'node:tls';
 import { unprotectedAdminWarning } from './admin/admin';
 import { hashPassword } from './auth/password';
 import { resolveBind } from './config/bind';
-import { loadConfigFile, parseConfig, type ExtraService } from './config/load';
+import { loadConfigFile, parseConfig, type ExtraService, type ParseOptions } from './config/load';
 import { parseTunnels, TunnelSpecError } from './config/tunnels';
 import type { GatewayConfig } from './config/types';
 import { ConfigError, formatProblem, MapgateError } from './errors';
@@ -132,8 +132,8 @@ function usage(message: string): number {
  * The config: the file's (none: a config with only `services:`, so every default applies) with the
  * `-L` tunnels appended. Throws {@link ConfigError}.
  */
-function readConfig(file: string | null, tunnels: readonly ExtraService[]): GatewayConfig {
-  return file === null ? parseConfig('services: []\n', '<inline>', { extraServices: tunnels }) : loadConfigFile(file, { extraServices: tunnels });
+function readConfig(file: string | null, tunnels: readonly ExtraService[], options: ParseOptions = {}): GatewayConfig {
+  return file === null ? parseConfig('services: []\n', '<inline>', { ...options, extraServices: tunnels }) : loadConfigFile(file, { ...options, extraServices: tunnels });
 }
 
 /** What the config was read from, for messages: the file, the -L tunnels, or both. */
@@ -182,12 +182,12 @@ function gatewayPortsWarning(config: GatewayConfig): string | null {
 }
 
 /** How a reload re-reads the config: the file again with the same tunnels; without a file, the tunnels alone. */
-function reloader(tunnels: readonly ExtraService[]): (file: string) => GatewayConfig {
-  if (tunnels.length === 0) return (file) => loadConfigFile(file);
-  return (file) => {
-    if (file !== '<inline>') return readConfig(file, tunnels);
+function reloader(tunnels: readonly ExtraService[]): (file: string, options?: ParseOptions) => GatewayConfig {
+  if (tunnels.length === 0) return (file, options) => loadConfigFile(file, options);
+  return (file, options) => {
+    if (file !== '<inline>') return readConfig(file, tunnels, options);
     logLine({ level: 'info', msg: 'reload: no config file to re-read; the -L tunnels stay as they are' });
-    return readConfig(null, tunnels);
+    return readConfig(null, tunnels, options);
   };
 }
 

@@ -4,7 +4,7 @@ import { AggregatorRegistry, Gauge, Counter, Registry } from 'prom-client';
 import { createAdminServer, listenAdmin } from './admin/admin';
 import type { GatewayStatus, ServiceStatus } from './admin/status';
 import { mergeClosed, mergeHistories, mergeTraffic } from './admin/traffic';
-import { loadConfigFile } from './config/load';
+import { loadConfigFile, type ParseOptions } from './config/load';
 import { AutoPorts } from './listen/auto-ports';
 import type { GatewayConfig } from './config/types';
 import { ConfigWatch } from './config/watch';
@@ -275,7 +275,7 @@ function mergeStatus(statuses: WorkerStatus[], workers: number, state: string, m
  * exiting 0 (a second signal ends every connection now). A reload re-reads the file with
  * `loadConfig` (`mapgate run -L` adds its tunnels).
  */
-export async function runPrimary(file: string, config: GatewayConfig, log: Log, loadConfig: (file: string) => GatewayConfig = loadConfigFile): Promise<number> {
+export async function runPrimary(file: string, config: GatewayConfig, log: Log, loadConfig: (file: string, options?: ParseOptions) => GatewayConfig = loadConfigFile): Promise<number> {
   const count = workerCount(config.workers);
   // Workers share each listening socket and the kernel spreads connections: no per-connection
   // hand-off through the primary (round-robin would pass every socket over IPC).
@@ -377,7 +377,7 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log, 
   const reloadAll = (): Promise<{ ok: boolean; message: string }> => exclusive(async () => {
     let next: GatewayConfig;
     try {
-      next = loadConfig(file);
+      next = loadConfig(file, { autoPorts: autoPorts.held() });
     } catch (err) {
       const problems = problemLines(err as Error);
       return refuse(refusedReloadMessage(problems), { problems });

@@ -5,7 +5,7 @@ import { adminRestartKey, createAdminServer, listenAdmin } from './admin/admin';
 import type { GatewayConfig, User } from './config/types';
 import { hostPortLabel } from './config/parse-values';
 import { Connection, type ConnectionHost } from './connection';
-import { loadConfigFile } from './config/load';
+import { loadConfigFile, type ParseOptions } from './config/load';
 import { ConfigWatch } from './config/watch';
 import { diffServices } from './config/diff';
 import { ServiceRegistry } from './registry';
@@ -48,7 +48,7 @@ export interface GatewayOptions {
   /** The kernel's IPv4 neighbour table, for users by MAC; default `/proc/net/arp`. */
   neighbourTable?: string;
   /** How a reload re-reads the config file; default `loadConfigFile` (`mapgate run -L` adds its tunnels). */
-  loadConfig?: (file: string) => GatewayConfig;
+  loadConfig?: (file: string, options?: ParseOptions) => GatewayConfig;
 }
 
 /** The outcome of a reload, also logged as one line. */
@@ -301,7 +301,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     return this.exclusive(async () => {
       let next: GatewayConfig;
       try {
-        next = adjust((this.options.loadConfig ?? loadConfigFile)(this.cfg.file));
+        // Checked against the ports `port: auto` services hold: a written port may not take one.
+        next = adjust((this.options.loadConfig ?? loadConfigFile)(this.cfg.file, { autoPorts: this.autoPorts.held() }));
       } catch (err) {
         return this.reloadFailed(err as Error);
       }

@@ -17,14 +17,15 @@ function closeAll(servers: Array<net.Server | null>): Promise<void> {
   return Promise.all(servers.map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : undefined))).then(() => undefined);
 }
 
-/** A port free on every one of `addresses` right now (the OS picks it on the first), or null. */
-async function freePort(addresses: readonly string[]): Promise<number | null> {
+/** A port free on every one of `addresses` right now (the OS picks it on the first), not one of `avoid`, or null. */
+async function freePort(addresses: readonly string[], avoid: ReadonlySet<number>): Promise<number | null> {
   const where = addresses.length > 0 ? addresses : ['::'];
   for (let i = 0; i < ATTEMPTS; i++) {
     const first = await bindOnce(where[0], 0);
     if (!first) return null;
     const port = (first.address() as net.AddressInfo).port;
-    const rest = await Promise.all(where.slice(1).map((a) => bindOnce(a, port)));
+    // A port the config writes for another service, not bound yet: free now, taken in a moment.
+    const rest = avoid.has(port) ? [null] : await Promise.all(where.slice(1).map((a) => bindOnce(a, port)));
     await closeAll([first, ...rest]);
     if (rest.every((s) => s !== null)) return port;
   }
@@ -43,6 +44,11 @@ export class AutoPorts {
   /** The ports the last {@link assign} picked afresh (not kept ones), for the log. */
   picked: Array<{ service: string; port: number }> = [];
 
+  /** The ports held now, by service: a reload's config is checked against them (`NormalizeOptions.autoPorts`). */
+  held(): ReadonlyMap<string, number> {
+    return new Map(this.ports);
+  }
+
   /** `config` with every `port: auto` service given its port. */
   async assign(config: GatewayConfig, table: InterfaceTable): Promise<GatewayConfig> {
     this.picked = [];
@@ -52,6 +58,8 @@ export class AutoPorts {
     }
     const services: ServiceConfig[] = [];
     const auto = new Set<string>();
+    // Ports the config writes out: never picked, and a held one a written one now asks for moves.
+    const written = new Set(config.services.flatMap((s) => (s.autoPort ? s.intercept : [s.port, ...s.intercept])));
     for (const s of config.services) {
       if (!s.autoPort) {
         services.push(s);
@@ -59,8 +67,9 @@ export class AutoPorts {
       }
       auto.add(s.name);
       let port = s.port !== 0 ? s.port : this.ports.get(s.name) ?? null;
+      if (port !== null && written.has(port) && s.port === 0) port = null;
       if (port === null) {
-        port = await freePort(resolveBind(s.bind, config.interfaces, table));
+        port = await freePort(resolveBind(s.bind, config.interfaces, table), written);
         if (port !== null) this.picked.push({ service: s.name, port });
       }
       // None found: port 0 lets each listener take its own, and the start-up log says which.

@@ -15,6 +15,11 @@ export interface NormalizeOptions {
   baseDir?: string;
   /** The host's interfaces (for `bind` checks); defaults to `os.networkInterfaces()`. */
   interfaces?: InterfaceTable;
+  /**
+   * The ports `port: auto` services of a running gateway hold, by service name: a reload checks
+   * them like written ports, so a service given one of them is refused where it says so.
+   */
+  autoPorts?: ReadonlyMap<string, number>;
 }
 
 /**
@@ -34,7 +39,7 @@ export function normalize(data: unknown, ctx: Context, options: NormalizeOptions
   const admin = adminConfig(ctx, data.admin, baseDir);
   const { users, names } = usersConfig(ctx, data.users);
   const schedules = schedulesConfig(ctx, data.schedules);
-  const services = servicesConfig(ctx, data.services, { baseDir, table, tags, userNames: names, passwords: users.some((u) => u.password !== null), schedules, defaults });
+  const services = servicesConfig(ctx, data.services, { baseDir, table, tags, userNames: names, passwords: users.some((u) => u.password !== null), schedules, defaults, autoPorts: options.autoPorts });
   const workers = data.workers === 'auto' ? 'auto' : typeof data.workers === 'number' ? data.workers : 1;
   return Object.freeze({
     file: ctx.file,

@@ -22,6 +22,8 @@ export interface ServiceEnv {
   readonly passwords: boolean;
   /** Every schedule `schedules` defines, by name. */
   readonly schedules: Readonly<Record<string, Schedule>>;
+  /** The ports `port: auto` services hold in the running gateway (a reload), by name. */
+  readonly autoPorts?: ReadonlyMap<string, number>;
   /** The `defaults` section. */
   readonly defaults: Record<string, unknown>;
 }
@@ -123,17 +125,24 @@ export function servicesConfig(ctx: Context, value: unknown, env: ServiceEnv): S
       if (names.has(s.name)) ctx.add([...path, 'name'], `duplicate service name "${s.name}" (first at services[${names.get(s.name)}])`);
       else names.set(s.name, si);
     }
-    const port = typeof s.port === 'number' ? s.port : 0;
+    // A `port: auto` service that already holds a port (a reload) holds it in this check too.
+    const held = s.port === 'auto' ? env.autoPorts?.get(name) : undefined;
+    const port = typeof s.port === 'number' ? s.port : held ?? 0;
     const bind = bindSpec(ctx, [...path, 'bind'], s.bind, env.table);
     const intercept = asList(s.intercept).filter((p): p is number => typeof p === 'number');
 
     const addresses = resolveBind(bind, env.tags, env.table);
-    const ports: Array<[number, PathSeg[]]> = [[port, [...path, 'port']], ...intercept.map((p, i): [number, PathSeg[]] => [p, [...path, 'intercept', i]])];
-    for (const [p, where] of ports) {
+    const self = `service "${name}"`;
+    const ports: Array<[number, PathSeg[], string]> = [
+      [port, [...path, 'port'], held === undefined ? self : `${self} (port: auto gave it ${held})`],
+      ...intercept.map((p, i): [number, PathSeg[], string] => [p, [...path, 'intercept', i], self]),
+    ];
+    for (const [p, where, owner] of ports) {
       if (p === 0) continue;
       const clash = addresses.map((a) => clashWith(endpoints, a, p)).find((c) => c !== undefined);
-      if (clash) ctx.add(where, `port ${p} is already used by ${clash}`);
-      for (const address of addresses) endpoints.set(`${address}|${p}`, `service "${name}"`);
+      if (clash && owner !== self) ctx.add(where, `port: auto holds port ${p} for this service, and ${clash} now asks for it: give that one another port`);
+      else if (clash) ctx.add(where, `port ${p} is already used by ${clash}`);
+      for (const address of addresses) endpoints.set(`${address}|${p}`, owner);
     }
 
     const accept = acceptConfig(ctx, [...path, 'accept'], s.accept, env.baseDir);
