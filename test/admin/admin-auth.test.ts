@@ -17,7 +17,7 @@ import { loadConfigFile } from '../../src/config/load';
 import type { LogRecord } from '../../src/events/events';
 import { createGateway, type Gateway } from '../../src/gateway';
 import { children } from '../helpers/cluster';
-import { connect, listen, onTeardown, portOf, startEchoServer, unusedPort } from '../helpers/net';
+import { connect, eventually, listen, onTeardown, portOf, startEchoServer, unusedPort } from '../helpers/net';
 import { CLI, cliResult, runCli, started, writeConfig } from '../helpers/process';
 
 const FIXTURES = join(__dirname, '..', 'fixtures');
@@ -131,15 +131,6 @@ function config(o: { echo: number; listen?: string; token?: string; tls?: string
 function baseOf(gw: Gateway, scheme = 'http'): string {
   const a = gw.adminAddress()!;
   return `${scheme}://${a.host}:${a.port}`;
-}
-
-/** Retries `check` every 50 ms until it holds; fails after `ms`. */
-async function eventually(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** Runs curl; resolves its stdout (`-w` output and dumped headers). */
@@ -257,7 +248,7 @@ describe('admin.token', () => {
     const { gw, logs } = await fileGateway(dir, config({ echo: echo.port, token: '{ file: admin-token }' }), true);
     expect((await request(`${baseOf(gw)}/status`, { authorization: bearer(TOKEN) })).status).toBe(200);
     writeFileSync(tokenFile, `${NEW_TOKEN}\n`);
-    await eventually('the new token to work', async () => (await request(`${baseOf(gw)}/status`, { authorization: bearer(NEW_TOKEN) })).status === 200);
+    await eventually(async () => (await request(`${baseOf(gw)}/status`, { authorization: bearer(NEW_TOKEN) })).status === 200, 10_000, 'the new token to work');
     expect((await request(`${baseOf(gw)}/status`, { authorization: bearer(TOKEN) })).status).toBe(401);
     expect(logs.some((l) => l.msg === 'config reloaded')).toBe(true);
     expect(logs.filter((l) => l.msg === 'these settings change only on restart')).toEqual([]);
@@ -444,7 +435,7 @@ describe('workers: 2', () => {
     expect(await cliResult(['status', '-c', file])).toMatchObject({ code: 0, stdout: expect.stringMatching(/^SERVICE +ACTIVE +MAX +TAGS +LISTENERS\necho +0 +512 +- /) });
 
     writeFileSync(tokenFile, `${NEW_TOKEN}\n`);
-    await eventually('the new token to work on the primary', async () => (await request(`${base}/status`, { authorization: bearer(NEW_TOKEN) })).status === 200);
+    await eventually(async () => (await request(`${base}/status`, { authorization: bearer(NEW_TOKEN) })).status === 200, 10_000, 'the new token to work on the primary');
     expect((await request(`${base}/status`, { authorization: bearer(TOKEN) })).status).toBe(401);
     expect((await request(`${base}/metrics`, { authorization: bearer(NEW_TOKEN) })).status).toBe(200);
     await expect(Promise.race([stream.ended.then(() => 'ended'), new Promise((res) => setTimeout(() => res('still open'), 3000))])).resolves.toBe('ended');

@@ -1,7 +1,7 @@
 import type * as net from 'node:net';
 import type { Page } from 'playwright-core';
 import { describeWithChromium, useChromium, watchedPage } from '../helpers/browser';
-import { adminGet, connect, nextDisconnect, onTeardown, portOf, startEchoServer, startGateway, unusedPort } from '../helpers/net';
+import { adminGet, connect, eventually, nextDisconnect, onTeardown, portOf, startEchoServer, startGateway, unusedPort } from '../helpers/net';
 import type { StatusJson } from './sse';
 
 /**
@@ -38,15 +38,6 @@ function stream(socket: net.Socket, bytes: number): () => void {
   return stop;
 }
 
-/** Resolves when the async `predicate` holds, polling every 100 ms; rejects after `ms`. */
-async function until(predicate: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function points(page: Page, selector: string): Promise<number> {
   return Number(await page.locator(selector).getAttribute('data-points'));
 }
@@ -78,7 +69,7 @@ describeIfChromium('the console in headless Chromium', () => {
     const service = page.locator('#services tr[data-service="echo"]');
     await service.locator('td:nth-child(5)', { hasText: /KiB\/s|MiB\/s/ }).waitFor({ timeout: WAIT });
     await page.locator('#now-from', { hasText: /KiB\/s|MiB\/s/ }).waitFor({ timeout: WAIT });
-    await until(async () => (await points(page, '#chart-open path.series')) >= openPoints + 2, WAIT, 'two more points on the open-connections chart');
+    await eventually(async () => (await points(page, '#chart-open path.series')) >= openPoints + 2, WAIT, 'two more points on the open-connections chart');
     expect(await points(page, '#chart-bytes path.from')).toBeGreaterThanOrEqual(openPoints + 2);
     // The line is drawn: a move and at least one segment per point after it.
     expect((await page.locator('#chart-bytes path.from').getAttribute('d'))!.split('L').length).toBeGreaterThanOrEqual(3);
@@ -151,7 +142,7 @@ describeIfChromium('the console in headless Chromium', () => {
     c.on('data', () => {});
     const stop = stream(c, 16 * 1024);
     let status: StatusJson | undefined;
-    await until(async () => {
+    await eventually(async () => {
       status = JSON.parse((await adminGet(gw, '/status')).body) as StatusJson;
       const conn = status.connections[0];
       return status.history.fromClient.some((v) => (v ?? 0) > 0) && conn !== undefined && conn.rateFromClient > 0 && status.services[0].rates.fromClient > 0;

@@ -198,6 +198,15 @@ export function writeHashed(s: net.Socket, total: number, chunk: (left: number) 
   });
 }
 
+/** Resolves when the asynchronous `check` holds (a rejection counts as not yet), polling every 50 ms; rejects after `ms`. */
+export async function eventually(check: () => Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Resolves when `predicate` holds, polling every 10 ms; rejects after `ms`. */
 export async function waitFor(predicate: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + ms;
