@@ -58,6 +58,8 @@ export class ListenerSet {
   private readonly waiting = new Map<string, { readonly service: string; readonly address: string; readonly error: string }>();
   /** Services whose bindings have no address on this host now. */
   private addressless = new Set<string>();
+  /** The plan's clashes last logged, so each is logged once while it lasts. */
+  private clashes = new Set<string>();
 
   constructor(private readonly host: ListenerSetHost) {}
 
@@ -201,6 +203,11 @@ export class ListenerSet {
       if (!now.has(name)) this.host.log('info', 'service has an address to listen on again', { service: name });
     }
     this.addressless = now;
+    const clashes = new Set(plan.clashes);
+    for (const c of clashes) {
+      if (!this.clashes.has(c)) this.host.log('warn', 'another service of the config already listens on that address and port: it keeps it', { listener: c });
+    }
+    this.clashes = clashes;
   }
 
   private async bindOne(p: ListenSpec, hold: boolean): Promise<Listener> {

@@ -1,5 +1,6 @@
 import type { GatewayConfig } from '../config/types';
 import { resolveBind, type InterfaceTable } from '../config/bind';
+import { hostPortLabel } from '../config/parse-values';
 
 /** One socket the config asks for. Its key is what makes it "the same listener" across reloads. */
 export interface ListenSpec {
@@ -21,16 +22,25 @@ export interface ListenPlan {
   readonly specs: readonly ListenSpec[];
   /** Services whose bindings have no address on this host now (an interface lost its addresses). */
   readonly addressless: readonly string[];
+  /**
+   * `service@address:port` of sockets a service asks for that an earlier service of the config
+   * already has (the config check refuses written clashes; interfaces that change under
+   * `bind: internal` can still make two services meet): the earlier one keeps the socket.
+   */
+  readonly clashes: readonly string[];
 }
 
 /**
  * Plans the listeners of `config` for the interfaces in `table`. A fixed port is keyed by
  * address:port, so a reload that keeps it keeps the socket; port 0 (tests) is keyed by its
- * service too. Never throws: a service with no address is listed in `addressless`.
+ * service too. Never throws: a service with no address is listed in `addressless`; a socket two
+ * services ask for goes to the first, the other is listed in `clashes`.
  */
 export function planListeners(config: GatewayConfig, table: InterfaceTable): ListenPlan {
   const specs: ListenSpec[] = [];
   const addressless: string[] = [];
+  const clashes: string[] = [];
+  const owners = new Map<string, string>();
   for (const svc of config.services) {
     const addresses = resolveBind(svc.bind, config.interfaces, table);
     if (addresses.length === 0) addressless.push(svc.name);
@@ -39,9 +49,15 @@ export function planListeners(config: GatewayConfig, table: InterfaceTable): Lis
       const literal = svc.bind.kind === 'all' || (svc.bind.kind === 'list' && svc.bind.addresses.includes(address));
       for (const [port, intercept, i] of ports) {
         const key = port === 0 ? `${address}|0|${svc.name}|${intercept ? i : 'port'}` : `${address}|${port}`;
+        const owner = owners.get(key);
+        if (owner !== undefined) {
+          if (owner !== svc.name) clashes.push(`${svc.name}@${hostPortLabel(address, port)}`);
+          continue;
+        }
+        owners.set(key, svc.name);
         specs.push({ key, service: svc.name, address, port, intercept, literal });
       }
     }
   }
-  return { specs, addressless };
+  return { specs, addressless, clashes };
 }
