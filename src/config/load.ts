@@ -1,6 +1,7 @@
 import { dirname, join, resolve } from 'node:path';
 import type { ValidateFunction } from 'ajv';
 import { LineCounter, parseDocument, isScalar } from 'yaml';
+import { PACKAGE_ROOT } from '../paths';
 import { ConfigError, type ConfigProblem } from '../errors';
 import { Context, dedupe, MAX_DEPTH, oneLine, pathText, type PathSeg } from './context';
 import { normalize, type NormalizeOptions } from './normalize';
@@ -22,18 +23,20 @@ export { DEFAULTS } from './defaults';
  */
 const MAX_ALIAS_COUNT = 1000;
 
-export const SCHEMA_PATH = join(__dirname, '..', '..', 'schema', 'mappings.schema.json');
+export const SCHEMA_PATH = join(PACKAGE_ROOT, 'schema', 'mappings.schema.json');
 
 /** The schema's validator, generated from it by `npm run build` (schema/build-validator.js). */
-export const VALIDATOR_PATH = join(__dirname, '..', '..', 'schema', 'mappings.validate.js');
+export const VALIDATOR_PATH = join(PACKAGE_ROOT, 'schema', 'mappings.validate.js');
 
 let validator: ValidateFunction | undefined;
 
 function schemaValidator(): ValidateFunction {
   if (!validator) {
     try {
+      // A literal path (VALIDATOR_PATH, from this file's place in src/ or dist/config/), so the
+      // bundled dist/cli.js carries the validator inside it.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      validator = require(VALIDATOR_PATH) as ValidateFunction;
+      validator = require('../../schema/mappings.validate.js') as ValidateFunction;
     } catch (err) {
       throw new Error(`${VALIDATOR_PATH} is missing or broken (npm run build generates it): ${(err as Error).message}`);
     }

@@ -243,7 +243,7 @@ class Negotiation {
     return true;
   }
 
-  /** `VER NMETHODS METHODS…` (at most 257 bytes). */
+  /** `VER NMETHODS METHODS...` (at most 257 bytes). */
   private greeting(b: Buffer): boolean {
     if (b.length < 2 || b.length < 2 + b[1]) return false;
     const methods = b.subarray(2, 2 + b[1]);
@@ -333,7 +333,7 @@ class Negotiation {
     return true;
   }
 
-  /** SOCKS4: `VN=4 CD DSTPORT DSTIP USERID NUL`, and for 4a (DSTIP 0.0.0.x, x ≠ 0) `HOST NUL`. */
+  /** SOCKS4: `VN=4 CD DSTPORT DSTIP USERID NUL`, and for 4a (DSTIP 0.0.0.x, x != 0) `HOST NUL`. */
   private socks4(b: Buffer): boolean {
     if (b.length < 8) return false;
     if (b[1] !== 0x01) return this.refused(R.COMMAND4);

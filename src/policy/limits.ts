@@ -105,7 +105,7 @@ export class Limiter {
     return new CountedAdmission(this.bySource, this.byUser, source, user);
   }
 
-  /** Rate buckets held (≤ maxSources), for a metric showing the memory stays bounded. */
+  /** Rate buckets held (at most maxSources), for a metric showing the memory stays bounded. */
   get trackedSources(): number {
     return this.buckets.size;
   }

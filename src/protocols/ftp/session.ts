@@ -325,7 +325,7 @@ export class FtpSession implements Relaying, DataChannelOwner {
     this.write(this.toServer, this.upstream, line);
   }
 
-  // ---- commands (client → server)
+  // ---- commands (client to server)
 
   private command(line: Buffer): void | Promise<void> {
     const { verb, arg } = parseCommand(line);
@@ -363,7 +363,7 @@ export class FtpSession implements Relaying, DataChannelOwner {
     this.forward(verb, command);
   }
 
-  // ---- replies (server → client)
+  // ---- replies (server to client)
 
   private reply(line: Buffer): void | Promise<void> {
     const text = lineText(line);
