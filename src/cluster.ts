@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism, networkInterfaces } from 'node:os';
-import { AggregatorRegistry, Gauge, Counter, Registry } from 'prom-client';
+import { AggregatorRegistry, Gauge, Counter, Registry } from './metrics/prom';
 import { createAdminServer, listenAdmin } from './admin/admin';
 import type { GatewayStatus, ServiceStatus } from './admin/status';
 import { mergeClosed, mergeHistories, mergeTraffic } from './admin/traffic';

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { hostPortLabel } from '../config/parse-values';
 import { canonicalAddress as canonicalIp } from '../config/cidr';
@@ -236,7 +236,10 @@ export class ConntrackTable {
   /** The table's text from the first source that is there; null when none is. */
   private async readTable(): Promise<string | null> {
     try {
-      const text = await readFile(this.file, { encoding: 'utf8', signal: AbortSignal.timeout(this.readTimeoutMs) });
+      // node:fs's callback form: node:fs/promises would load readline and more into every gateway.
+      const text = await new Promise<string>((resolve, reject) => {
+        readFile(this.file, { encoding: 'utf8', signal: AbortSignal.timeout(this.readTimeoutMs) }, (err, data) => (err ? reject(err) : resolve(data)));
+      });
       this.source = 'proc';
       return text;
     } catch (err) {

@@ -1,4 +1,4 @@
-import type { Registry } from 'prom-client';
+import type { Registry } from './prom';
 
 /**
  * Counters, gauges and histograms for the per-connection path. prom-client's own metrics hash

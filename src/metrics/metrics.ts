@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from './prom';
 import { FastCounter, FastGauge, FastHistogram, type ValueChild } from './fast';
 import { DISCONNECT_REASONS } from '../events/events';
 
