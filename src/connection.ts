@@ -212,7 +212,7 @@ export class Connection implements LiveBytes, RelayOwner, ProtocolOwner, Sampled
       socket.on('error', onClientEarlyError);
       if (!this.finished) {
         this.socket.off('close', onClientEarlyClose);
-        socket.once('close', onClientEarlyClose);
+        socket.on('close', onClientEarlyClose);
       }
       this.socket = socket;
     }
@@ -290,7 +290,8 @@ export class Connection implements LiveBytes, RelayOwner, ProtocolOwner, Sampled
     this.admitted = true;
     this.svc.metrics.active.value++;
     this.host.open.add(this);
-    this.socket.once('close', onClientEarlyClose);
+    // on, not once: 'close' comes once anyway, and once() allocates a wrapper per connection.
+    this.socket.on('close', onClientEarlyClose);
   }
 
   /** Emits ClientConnect once; a connection ended by a front stage reports what it knew by then. */

@@ -131,9 +131,13 @@ export class Dial {
     }
     this.socket = socket;
     socket.on('error', this.onError);
-    (tcp ?? socket).once('connect', this.onConnect);
-    if (d.tls) socket.once('secureConnect', this.onReady);
-    else socket.once('connect', this.onReady);
+    // Only a TLS dial needs to know when TCP connected (a later error is a failed handshake).
+    if (d.tls) {
+      (tcp ?? socket).once('connect', this.onConnect);
+      socket.once('secureConnect', this.onReady);
+    } else {
+      socket.once('connect', this.onReady);
+    }
     if (this.connectTimeoutMs > 0) this.timer = setTimeout(this.onTimeout, this.connectTimeoutMs);
   }
 
