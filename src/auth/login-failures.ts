@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { LazyLru } from '../lru';
 import { ipv6Text, parseClientAddress } from '../config/cidr';
 
 /** How failed logins are limited (see LoginFailures). */
@@ -37,10 +37,10 @@ interface Entry {
  * Process-wide, so one source's failures count on every SOCKS service, and across reloads.
  */
 export class LoginFailures {
-  private readonly bySource: LRUCache<string, Entry>;
+  private readonly bySource: LazyLru<string, Entry>;
 
   constructor(private readonly limits: LoginFailureLimits = LOGIN_FAILURE_LIMITS, private readonly now: () => number = Date.now) {
-    this.bySource = new LRUCache({ max: limits.sources });
+    this.bySource = new LazyLru(limits.sources);
   }
 
   /** Whether logins from `source` (the client address as the gateway believes it) are refused now. */

@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+import { LazyLru } from '../lru';
 import type { User } from '../config/types';
 
 /**
@@ -172,7 +172,7 @@ interface Remembered {
  */
 export class PasswordChecker {
   private readonly secret = randomBytes(32);
-  private readonly recent: LRUCache<string, Remembered>;
+  private readonly recent: LazyLru<string, Remembered>;
   private readonly rememberMs: number;
   private readonly now: () => number;
   readonly gate: Gate;
@@ -183,7 +183,7 @@ export class PasswordChecker {
     this.rememberMs = options.rememberMs ?? 60_000;
     this.gate = new Gate(options.concurrency ?? 2);
     this.now = options.now ?? Date.now;
-    this.recent = new LRUCache({ max: options.maxUsers ?? 10_000 });
+    this.recent = new LazyLru(options.maxUsers ?? 10_000);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import { LazyLru } from '../lru';
 import type { Limits, RateLimit } from '../config/types';
 
 /** Which limit refused a connection. */
@@ -75,13 +75,13 @@ class CountedAdmission implements Admission {
  * until they close. Turning limits off leaves counted connections to release their own counts.
  */
 export class Limiter {
-  private readonly buckets: LRUCache<string, Bucket>;
+  private readonly buckets: LazyLru<string, Bucket>;
   private readonly bySource = new Map<string, number>();
   private readonly byUser = new Map<string, number>();
 
   /** @param maxSources rate buckets kept at most (one per client address), least recently used evicted. */
   constructor(maxSources = 16_384) {
-    this.buckets = new LRUCache({ max: maxSources });
+    this.buckets = new LazyLru(maxSources);
   }
 
   /**
