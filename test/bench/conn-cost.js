@@ -3,7 +3,7 @@
 /**
  * What each thing mapgate does per connection costs in CPU, beyond the bare Node proxy (issue 13).
  *
- *   node test/bench/conn-cost.js [--conns N] [--rounds R]      (npm run build first)
+ *   node test/bench/conn-cost.js [--conns N] [--rounds R] [--paired]      (npm run build first)
  *
  * Runs the bare proxy and mapgate in several configurations, one at a time, each pinned to core 0,
  * and drives N short connections through each (32 at a time, from core 1): the upstream writes
@@ -24,6 +24,8 @@ const args = process.argv.slice(2);
 const opt = (name, dflt) => { const i = args.indexOf(name); return i >= 0 ? Number(args[i + 1]) : dflt; };
 const CONNS = opt('--conns', 20000);
 const ROUNDS = opt('--rounds', 3);
+const PAIRED = args.includes('--paired');
+const PAIRED_SLICE = 1000;
 const CONCURRENCY = 32;
 const PIN = os.cpus().length >= 2;
 const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
@@ -100,7 +102,8 @@ function drive(port, n) {
   });
 }
 
-async function measure(entry, upstream) {
+/** Starts one configuration's proxy, pinned to core 0, and waits for its port. */
+async function start(entry, upstream) {
   const port = await freePort();
   let argv;
   if (entry.key === 'bare') argv = [path.join(__dirname, 'bare-proxy.js'), `${port}:127.0.0.1:${upstream}`];
@@ -114,19 +117,66 @@ async function measure(entry, upstream) {
   const log = fs.openSync(path.join(WORK, `${entry.key}.log`), 'a');
   const child = spawn(cmd[0], cmd[1], { stdio: ['ignore', log, log] });
   fs.closeSync(log);
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  };
   try {
     await waitPort(port, 10_000);
     await drive(port, 2000); // warm-up: the JIT
-    const before = cpuTicks(child.pid);
-    const t0 = process.hrtime.bigint();
-    const ok = await drive(port, CONNS);
-    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-    const us = ((cpuTicks(child.pid) - before) * TICK_US) / CONNS;
-    if (ok !== CONNS) throw new Error(`${entry.key}: only ${ok} of ${CONNS} connections got their bytes`);
-    return { us, rate: CONNS / secs };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { entry, port, child, stop };
+}
+
+/** `n` connections through a started proxy: its CPU ticks and the seconds they took. */
+async function slice(proc, n) {
+  const before = cpuTicks(proc.child.pid);
+  const t0 = process.hrtime.bigint();
+  const ok = await drive(proc.port, n);
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (ok !== n) throw new Error(`${proc.entry.key}: only ${ok} of ${n} connections got their bytes`);
+  return { ticks: cpuTicks(proc.child.pid) - before, secs };
+}
+
+async function measure(entry, upstream) {
+  const proc = await start(entry, upstream);
+  try {
+    const { ticks, secs } = await slice(proc, CONNS);
+    return { us: (ticks * TICK_US) / CONNS, rate: CONNS / secs };
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    await proc.stop();
+  }
+}
+
+/**
+ * --paired: every configuration runs at once (each idle while another is driven), and the
+ * connections go to them in slices of PAIRED_SLICE, in an order that reverses every round
+ * (ABC CBA ...), so load from outside the benchmark falls on all of them alike. Each one's CPU µs
+ * per connection is its ticks over all its slices ÷ its connections.
+ */
+async function paired(entries, upstream) {
+  const procs = [];
+  try {
+    for (const e of entries) procs.push(await start(e, upstream));
+    const sum = new Map(entries.map((e) => [e.key, { ticks: 0, secs: 0, n: 0 }]));
+    const slices = Math.max(1, Math.round(CONNS / PAIRED_SLICE));
+    for (let r = 0; r < ROUNDS * slices; r++) {
+      const order = r % 2 === 0 ? procs : [...procs].reverse();
+      for (const p of order) {
+        const m = await slice(p, PAIRED_SLICE);
+        const t = sum.get(p.entry.key);
+        t.ticks += m.ticks;
+        t.secs += m.secs;
+        t.n += PAIRED_SLICE;
+      }
+    }
+    return new Map([...sum].map(([k, t]) => [k, { us: (t.ticks * TICK_US) / t.n, rate: t.n / t.secs }]));
+  } finally {
+    for (const p of procs) await p.stop();
   }
 }
 
@@ -136,6 +186,19 @@ async function main() {
   const upstream = upstreamServer.address().port;
   const entries = [{ key: 'bare', title: 'bare Node pipe proxy' },
     ...mapgateConfigs(0, upstream).map((c) => ({ ...c, yaml: (port) => mapgateConfigs(port, upstream).find((x) => x.key === c.key).yaml }))];
+  if (PAIRED) {
+    const res = await paired(entries, upstream);
+    upstreamServer.close();
+    const bare = res.get('bare').us;
+    process.stdout.write(`conn-cost --paired: ${CONNS} connections × ${ROUNDS} rounds per configuration, in slices of ${PAIRED_SLICE}; ${os.cpus()[0].model}, Node ${process.version}\n\n`);
+    process.stdout.write('| configuration | CPU µs/conn | × bare | conn/s |\n|---|---:|---:|---:|\n');
+    for (const e of entries) {
+      const m = res.get(e.key);
+      process.stdout.write(`| ${e.title} | ${m.us.toFixed(1)} | ${(m.us / bare).toFixed(2)}× | ${Math.round(m.rate)} |\n`);
+    }
+    fs.rmSync(WORK, { recursive: true, force: true });
+    return;
+  }
   const results = new Map(entries.map((e) => [e.key, []]));
   for (let r = 0; r < ROUNDS; r++) {
     for (const e of entries) {
