@@ -19,6 +19,4 @@ export class LazyLru<K extends {}, V extends {}> {
   delete(key: K): void { this.lru?.delete(key); }
   clear(): void { this.lru = null; }
   get size(): number { return this.lru?.size ?? 0; }
-  /** Whether the table is allocated (for tests). */
-  get allocated(): boolean { return this.lru !== null; }
 }

@@ -186,35 +186,30 @@ async function main() {
   const upstream = upstreamServer.address().port;
   const entries = [{ key: 'bare', title: 'bare Node pipe proxy' },
     ...mapgateConfigs(0, upstream).map((c) => ({ ...c, yaml: (port) => mapgateConfigs(port, upstream).find((x) => x.key === c.key).yaml }))];
+  let figures;
+  let how;
   if (PAIRED) {
-    const res = await paired(entries, upstream);
-    upstreamServer.close();
-    const bare = res.get('bare').us;
-    process.stdout.write(`conn-cost --paired: ${CONNS} connections × ${ROUNDS} rounds per configuration, in slices of ${PAIRED_SLICE}; ${os.cpus()[0].model}, Node ${process.version}\n\n`);
-    process.stdout.write('| configuration | CPU µs/conn | × bare | conn/s |\n|---|---:|---:|---:|\n');
-    for (const e of entries) {
-      const m = res.get(e.key);
-      process.stdout.write(`| ${e.title} | ${m.us.toFixed(1)} | ${(m.us / bare).toFixed(2)}× | ${Math.round(m.rate)} |\n`);
+    figures = await paired(entries, upstream);
+    how = `conn-cost --paired: ${CONNS} connections × ${ROUNDS} rounds per configuration, in slices of ${PAIRED_SLICE}`;
+  } else {
+    const results = new Map(entries.map((e) => [e.key, []]));
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const e of entries) {
+        const m = await measure(e, upstream);
+        results.get(e.key).push(m);
+        process.stderr.write(`[round ${r + 1}] ${e.key}: ${m.us.toFixed(1)} µs/conn, ${Math.round(m.rate)} conn/s\n`);
+      }
     }
-    fs.rmSync(WORK, { recursive: true, force: true });
-    return;
-  }
-  const results = new Map(entries.map((e) => [e.key, []]));
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const e of entries) {
-      const m = await measure(e, upstream);
-      results.get(e.key).push(m);
-      process.stderr.write(`[round ${r + 1}] ${e.key}: ${m.us.toFixed(1)} µs/conn, ${Math.round(m.rate)} conn/s\n`);
-    }
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    figures = new Map([...results].map(([k, ms]) => [k, { us: median(ms.map((m) => m.us)), rate: median(ms.map((m) => m.rate)) }]));
+    how = `conn-cost: ${CONNS} connections × ${ROUNDS} rounds, medians`;
   }
   upstreamServer.close();
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const bare = median(results.get('bare').map((m) => m.us));
-  process.stdout.write(`conn-cost: ${CONNS} connections × ${ROUNDS} rounds, medians; ${os.cpus()[0].model}, Node ${process.version}\n\n`);
+  const bare = figures.get('bare').us;
+  process.stdout.write(`${how}; ${os.cpus()[0].model}, Node ${process.version}\n\n`);
   process.stdout.write('| configuration | CPU µs/conn | × bare | conn/s |\n|---|---:|---:|---:|\n');
   for (const e of entries) {
-    const us = median(results.get(e.key).map((m) => m.us));
-    const rate = median(results.get(e.key).map((m) => m.rate));
+    const { us, rate } = figures.get(e.key);
     process.stdout.write(`| ${e.title} | ${us.toFixed(1)} | ${(us / bare).toFixed(2)}× | ${Math.round(rate)} |\n`);
   }
   fs.rmSync(WORK, { recursive: true, force: true });
