@@ -282,7 +282,10 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log, 
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ exec: process.argv[1], args: process.argv.slice(2) });
 
-  const liveWorkers = (): number => Object.keys(cluster.workers ?? {}).length;
+  // node:cluster keeps an exited worker in cluster.workers until its IPC channel has closed too,
+  // and which of the two the primary sees first is chance: a worker that exited is not live.
+  const running = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+  const liveWorkers = (): number => running().length;
   const registry = new Registry();
   const reload = reloadMetrics(registry);
   new Gauge({ name: 'mapgate_workers', help: 'Live worker processes.', registers: [registry], collect() { this.set(liveWorkers()); } });
@@ -446,10 +449,10 @@ export async function runPrimary(file: string, config: GatewayConfig, log: Log, 
     const stop = (graceMs: number): void => {
       state = 'draining';
       watcher.close();
-      for (const w of Object.values(cluster.workers ?? {})) if (w) sendTo(w, { type: MSG.shutdown, graceMs });
+      for (const w of running()) sendTo(w, { type: MSG.shutdown, graceMs });
       if (killTimer) clearTimeout(killTimer);
       killTimer = setTimeout(function killHungWorkers() {
-        const hung = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+        const hung = running();
         log({ level: 'error', msg: 'workers did not stop in time; killing them', workers: hung.map((w) => ({ worker: w.id, pid: w.process.pid })) });
         for (const w of hung) w.process.kill('SIGKILL');
       }, graceMs + WORKER_STOP_MARGIN_MS);

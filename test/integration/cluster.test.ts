@@ -1,5 +1,6 @@
 import * as net from 'node:net';
 import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { openEvents, statusOf } from '../admin/sse';
 import { children, isListening, sample, stopProcess, timedGet, withEachAlone, within } from '../helpers/cluster';
 import { connect, listen, roundTrip, startTaggedServer, unusedPort, waitFor } from '../helpers/net';
@@ -331,5 +332,22 @@ describe('workers: 2, issue 8: status stream, hung workers, config hand-over, al
     expect(Date.now() - t0).toBeGreaterThanOrEqual(5500);
     const killed = c.r.stderr.map((l) => (l.startsWith('{') ? JSON.parse(l) : {})).find((r) => r.msg === 'workers did not stop in time; killing them');
     expect(killed).toMatchObject({ level: 'error', workers: [expect.objectContaining({ pid: hung })] });
+  }, 60_000);
+
+  test('the stop ends when the primary sees a worker exit before its IPC channel closes', async () => {
+    // node:cluster keeps an exited worker in cluster.workers until its channel closes too; the
+    // order of the two is chance (it hung a CI run). Here a `sleep` holds each worker's channel
+    // open for 4 s after the worker exits, so every exit comes first.
+    const a = await startTaggedServer('a');
+    const file = writeConfig(clusterYaml({ dest: a, grace: '1s' }));
+    const r = runCli(['run', '-c', file], { NODE_OPTIONS: `--require ${join(__dirname, '..', 'fixtures', 'hold-ipc.js')}` });
+    await started(r, 20_000);
+    expect(children(r.child.pid!)).toHaveLength(2);
+    const t0 = Date.now();
+    r.child.kill('SIGTERM');
+    expect(await within(15_000, r.exit, 'the primary to exit')).toBe(0);
+    // No connection to drain: the workers exit at once, and the primary with them, not after the held channels close.
+    expect(Date.now() - t0).toBeLessThan(3500);
+    expect(primaryLogs(r).map((l) => l.msg)).toContain('stopped');
   }, 60_000);
 });
