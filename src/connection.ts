@@ -186,7 +186,7 @@ export class Connection implements LiveBytes, RelayOwner, ProtocolOwner, Sampled
     }
     const stages = svc.front;
     if (stages.length === 0) return this.routeAndDial(address, port);
-    this.ctx = { client: { address, port }, local: { address: socket.localAddress ?? '', port: socket.localPort ?? 0 }, tls: null, target: null, login: null };
+    this.ctx = { client: { address, port }, local: null, tls: null, target: null, login: null };
     // A handshake holds a slot like any connection: a flood of slow handshakes meets the limit.
     if (svc.metrics.active.value >= svc.config.maxConnections) return this.refuse('limit', 'service');
     this.admit();

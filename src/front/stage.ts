@@ -35,8 +35,12 @@ export interface SocksTarget {
 export interface FrontContext {
   /** The client as the gateway believes it: the socket's peer, or what a trusted PROXY header says. */
   client: Endpoint;
-  /** The gateway address the client connected to (a PROXY header's destination, when it gives one). */
-  local: Endpoint;
+  /**
+   * The gateway address the client connected to, when a PROXY header's destination says it; null:
+   * the socket's own, read only if something needs it (a PROXY header to the upstream), since
+   * reading it is a syscall (getsockname) per connection.
+   */
+  local: Endpoint | null;
   tls: TlsInfo | null;
   /** SOCKS: the destination the client asked for; null on other services. */
   target: SocksTarget | null;
