@@ -43,6 +43,9 @@ function refusal(reason: FrontRefusal['reason'], code: string, reply?: Buffer): 
   return Object.freeze(reply === undefined ? { reason, code } : { reason, code, reply });
 }
 
+/** No bytes: what a negotiation holds between messages (one shared object, not one per connection). */
+const EMPTY = Buffer.alloc(0);
+
 // Replies are shared by every connection: written, never changed.
 const AUTH_FAILURE = Buffer.from([0x01, 0x01]);
 const AUTH_SUCCESS = Buffer.from([0x01, 0x00]);
@@ -171,7 +174,7 @@ function onSocksClose(this: SocksSocket): void {
  * still wanted before they start, and their answer is dropped if the socket closed meanwhile.
  */
 class Negotiation {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
   private phase: Phase = 'version';
   /** Either `done` was called or the socket closed: nothing more happens. */
   private over = false;
@@ -412,7 +415,7 @@ class Negotiation {
 
   private putBack(): void {
     if (this.buf.length > 0 && !this.socket.readableEnded) this.socket.unshift(this.buf);
-    this.buf = Buffer.alloc(0);
+    this.buf = EMPTY;
   }
 
   private finish(refusal: FrontRefusal | null): void {
