@@ -402,13 +402,14 @@ async function benchSocks(ctx) {
   }
   const results = {};
   for (const row of rows) results[row.key] = { conn: [], cpu: [], load: [], proxyCore: [], tp1: [] };
-  const paired = { ratio: [], plainCpu: [], socksCpu: [] };
   const mapgateRows = rows.some((r) => r.key === 'mapgate-plain') && rows.some((r) => r.key === 'mapgate-socks');
+  const servers = mapgateRows ? pairedServers(ctx, hash) : [];
+  const paired = Object.fromEntries(servers.map((p) => [p.key, { ratio: [], plainCpu: [], socksCpu: [] }]));
   try {
     for (let round = 1; round <= ctx.D.rounds; round++) {
       ctx.log(`socks round ${round} of ${ctx.D.rounds}`);
       for (const row of rows) await measureSocks(ctx, row, upPort, upChild, round, results);
-      if (mapgateRows) await measurePaired(ctx, upPort, hash, paired);
+      for (const server of servers) await measurePaired(ctx, server, upPort, paired[server.key]);
     }
   } finally {
     await ctx.stopProcesses([upChild]);
@@ -417,15 +418,38 @@ async function benchSocks(ctx) {
 }
 
 /**
- * The SOCKS ÷ plain ratio measured so that load from outside the bench cancels out: one mapgate
- * process with both services, warmed up on both, then 1-s slices alternating plain and SOCKS
- * (ABBA order), D.wrkSecs of each; per-service conn/s and CPU µs/conn over its slices.
+ * The servers measured paired: one process serving a plain forward and SOCKS5 to the same
+ * upstream. mapgate, and bare-proxy.js's plain forward with its least SOCKS5 (pipe() for both):
+ * the SOCKS ÷ plain ratio Node itself reaches, with nothing but the protocol's extra round trips.
  */
-async function measurePaired(ctx, upPort, hash, paired) {
+function pairedServers(ctx, hash) {
+  return [
+    {
+      key: 'mapgate',
+      start(p, upPort) {
+        const conf = path.join(ctx.WORK, 'mapgate-paired.yaml');
+        fs.writeFileSync(conf, mapgateConfig(ctx, p, upPort, hash));
+        return ctx.startProcess('mapgate-paired', process.execPath, [...ctx.mapgateNodeFlags(), ctx.CLI, 'run', '-c', conf], 0);
+      },
+    },
+    {
+      key: 'bare',
+      start(p, upPort) {
+        return ctx.startProcess('bare-paired', process.execPath, [path.join(__dirname, 'bare-proxy.js'), `${p.plain}:127.0.0.1:${upPort}`, `socks:${p.socks}`], 0);
+      },
+    },
+  ];
+}
+
+/**
+ * The SOCKS ÷ plain ratio measured so that load from outside the bench cancels out: one process
+ * with both services (`server`, of pairedServers), warmed up on both, then 1-s slices
+ * alternating plain and SOCKS (ABBA order), D.wrkSecs of each; per-service conn/s and CPU
+ * µs/conn over its slices.
+ */
+async function measurePaired(ctx, server, upPort, paired) {
   const [plain, socks, socksPassword, admin] = await ctx.freePorts(4);
-  const conf = path.join(ctx.WORK, 'mapgate-paired.yaml');
-  fs.writeFileSync(conf, mapgateConfig(ctx, { plain, socks, socksPassword, admin }, upPort, hash));
-  const child = ctx.startProcess('mapgate-paired', process.execPath, [...ctx.mapgateNodeFlags(), ctx.CLI, 'run', '-c', conf], 0);
+  const child = server.start({ plain, socks, socksPassword, admin }, upPort);
   const stepsOf = { plain: [HELLO], socks: [...script('none', upPort), HELLO] };
   const portOf = { plain, socks };
   const sum = { plain: { n: 0, secs: 0, cpu: 0 }, socks: { n: 0, secs: 0, cpu: 0 } };
@@ -441,18 +465,18 @@ async function measurePaired(ctx, upPort, hash, paired) {
       sum[k].n += r.completed;
       sum[k].secs += r.secs;
       sum[k].all = (sum[k].all || 0) + r.completed + r.late;
-      if (Object.keys(r.errors).length) ctx.log(`  paired ${k} slice ${i}: errors ${JSON.stringify(r.errors)}`);
+      if (Object.keys(r.errors).length) ctx.log(`  paired ${server.key} ${k} slice ${i}: errors ${JSON.stringify(r.errors)}`);
     }
-    if (child.exited) throw new Error(`mapgate exited (${child.exitInfo})`);
+    if (child.exited) throw new Error(`${child.benchName} exited (${child.exitInfo})`);
     const rate = (k) => sum[k].n / sum[k].secs;
     const cpu = (k) => (sum[k].all ? sum[k].cpu / sum[k].all : null);
     const ratio = sum.plain.n > 0 ? rate('socks') / rate('plain') : null;
     paired.ratio.push(ratio);
     paired.plainCpu.push(cpu('plain'));
     paired.socksCpu.push(cpu('socks'));
-    ctx.log(`  paired (one mapgate, alternating 1-s slices): plain ${rate('plain').toFixed(0)} conn/s at ${cpu('plain').toFixed(0)} µs, socks ${rate('socks').toFixed(0)} conn/s at ${cpu('socks').toFixed(0)} µs: socks ÷ plain ${ratio === null ? '–' : ratio.toFixed(2)}`);
+    ctx.log(`  paired ${server.key.padEnd(7)} (one process, alternating 1-s slices): plain ${rate('plain').toFixed(0)} conn/s at ${cpu('plain').toFixed(0)} µs, socks ${rate('socks').toFixed(0)} conn/s at ${cpu('socks').toFixed(0)} µs: socks ÷ plain ${ratio === null ? '–' : ratio.toFixed(2)}`);
   } catch (err) {
-    ctx.log(`  paired: ${err.message}${errTail(ctx, { children: [child] })}`);
+    ctx.log(`  paired ${server.key}: ${err.message}${errTail(ctx, { children: [child] })}`);
     paired.ratio.push(null);
     paired.plainCpu.push(null);
     paired.socksCpu.push(null);
@@ -669,11 +693,12 @@ function socksTable(ctx, s) {
   lines.push("Issue 11's target: mapgate's SOCKS5 (auth none) connection rate within 15 % of the plain mapping's (≥ 0.85×).");
   lines.push('');
   if (s.paired) {
-    const pr = median(s.paired.ratio);
-    const prr = range(s.paired.ratio, (v) => v.toFixed(2));
-    const pc = median(s.paired.plainCpu);
-    const sc = median(s.paired.socksCpu);
-    lines.push(`- paired (one mapgate process serving both, 1-s slices alternating plain and SOCKS, ABBA, ${ctx.D.wrkSecs} s of each, so outside load falls on both alike): SOCKS ÷ plain **${pr === null ? '–' : pr.toFixed(3)}**${prr ? ` (rounds ${prr})` : ''} ${check(pr)}; CPU per connection ${pc === null ? '–' : pc.toFixed(0)} µs plain, ${sc === null ? '–' : sc.toFixed(0)} µs SOCKS: by CPU ${pc && sc ? `${(pc / sc).toFixed(3)} ${check(pc / sc)}` : '–'}`);
+    const figures = (p) => ({ ratio: median(p.ratio), rounds: range(p.ratio, (v) => v.toFixed(2)), plainCpu: median(p.plainCpu), socksCpu: median(p.socksCpu) });
+    const m = figures(s.paired.mapgate);
+    const b = figures(s.paired.bare);
+    const cpuText = (f) => `CPU per connection ${f.plainCpu === null ? '–' : f.plainCpu.toFixed(0)} µs plain, ${f.socksCpu === null ? '–' : f.socksCpu.toFixed(0)} µs SOCKS`;
+    lines.push(`- paired (one mapgate process serving both, 1-s slices alternating plain and SOCKS, ABBA, ${ctx.D.wrkSecs} s of each, so outside load falls on both alike): SOCKS ÷ plain **${m.ratio === null ? '–' : m.ratio.toFixed(3)}**${m.rounds ? ` (rounds ${m.rounds})` : ''} ${check(m.ratio)}; ${cpuText(m)}: by CPU ${m.plainCpu && m.socksCpu ? `${(m.plainCpu / m.socksCpu).toFixed(3)} ${check(m.plainCpu / m.socksCpu)}` : '–'}`);
+    lines.push(`- the floor in Node, paired the same way: \`bare-proxy.js\` serving its plain forward and its least SOCKS5 (the greeting, the method reply, CONNECT, the reply; pipe() for both) reaches SOCKS ÷ plain **${b.ratio === null ? '–' : b.ratio.toFixed(3)}**${b.rounds ? ` (rounds ${b.rounds})` : ''}; ${cpuText(b)}, i.e. ${b.plainCpu && b.socksCpu ? (b.socksCpu - b.plainCpu).toFixed(0) : '–'} µs for the handshake's two extra reads and writes (mapgate: ${m.plainCpu && m.socksCpu ? (m.socksCpu - m.plainCpu).toFixed(0) : '–'})`);
   }
   if (socks && plainConn) {
     // Per round too: the plain mapping and SOCKS rows run a minute apart at most.
