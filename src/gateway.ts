@@ -47,6 +47,8 @@ export interface GatewayOptions {
   limiterSources?: number;
   /** The kernel's IPv4 neighbour table, for users by MAC; default `/proc/net/arp`. */
   neighbourTable?: string;
+  /** How long a connection waits for a read of that table before it is routed without a MAC (ms); default 100. */
+  neighbourTimeoutMs?: number;
   /** How a reload re-reads the config file; default `loadConfigFile` (`mapgate run -L` adds its tunnels). */
   loadConfig?: (file: string, options?: ParseOptions) => GatewayConfig;
 }
@@ -223,7 +225,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
    */
   private followPolicy(config: GatewayConfig): void {
     if (!anyMacUsers(config.users)) this.neighbours = null;
-    else this.neighbours ??= new NeighbourTable({ file: this.options.neighbourTable });
+    else this.neighbours ??= new NeighbourTable({ file: this.options.neighbourTable, timeoutMs: this.options.neighbourTimeoutMs });
     if (!config.services.some((s) => s.intercept.length > 0)) this.conntrack = null;
     else this.conntrack ??= new ConntrackTable();
     const ending = config.services.flatMap((s) => s.mappings).filter((m) => m.endAtClose && m.schedule !== null).map((m) => m.schedule!);

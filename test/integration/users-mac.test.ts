@@ -16,6 +16,12 @@ if (!available && !required) console.warn('skipping the users-by-MAC tests: "ip 
 const netnsTest = available || required ? test : test.skip;
 
 const KIOSK_MAC = '52:54:00:12:34:56';
+/**
+ * How long a lookup may wait for its read of the table. The gateway's 100 ms keeps connections
+ * from waiting on a slow read; a loaded CI machine can take longer than that to read a file, and
+ * this test is about which user a MAC names, not about that deadline (test/route/neighbours.test.ts is).
+ */
+const READ_WAIT_MS = 10_000;
 
 /** An upstream that answers `TAG:` and echoes, on the root end of the veth pair. */
 async function tagged(host: string, tag: string): Promise<number> {
@@ -46,7 +52,7 @@ services:
     mappings:
       - { user: kiosk, destination: "${ns.gatewayAddress}:${kiosk}" }
       - { user: lan, destination: "${ns.gatewayAddress}:${lan}" }
-`);
+`, { gateway: { neighbourTimeoutMs: READ_WAIT_MS } });
     const events = recordEvents(gw);
     const port = portOf(gw, 'desk');
 

@@ -11,6 +11,11 @@ const HEADER = 'IP address       HW type     Flags       HW address            M
 const arp = (...rows: Array<[string, string]>): string =>
   HEADER + rows.map(([a, mac]) => `${a.padEnd(17)}0x1         0x2         ${mac}     *        eth0\n`).join('');
 const lookup = (t: NeighbourTable, address: string): Promise<string | null> => new Promise((resolve) => t.lookup(address, resolve));
+/**
+ * The read deadline of the tables whose tests are not about it: the default 100 ms answers null
+ * when a loaded machine takes longer than that to read a small file (seen in CI).
+ */
+const READ_WAIT_MS = 10_000;
 
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'mapgate-neighbours-'));
@@ -56,7 +61,7 @@ describe('NeighbourTable', () => {
     const file = join(tempDir(), 'arp');
     writeFileSync(file, arp(['10.0.0.1', '02:00:00:00:00:01']));
     let t = 0;
-    const table = new NeighbourTable({ file, maxAgeMs: 1000, now: () => t });
+    const table = new NeighbourTable({ file, maxAgeMs: 1000, now: () => t, timeoutMs: READ_WAIT_MS });
     expect(table.lookupSync('10.0.0.1')).toBeUndefined();
     const first = lookup(table, '10.0.0.1');
     await expect(first).resolves.toBe('02:00:00:00:00:01');
@@ -78,7 +83,7 @@ describe('NeighbourTable', () => {
     const file = join(tempDir(), 'arp');
     writeFileSync(file, arp(['10.0.0.1', '02:00:00:00:00:01'], ['10.0.0.2', '02:00:00:00:00:02']));
     const { read, count } = countingRead();
-    const table = new NeighbourTable({ file, read, now: () => 0 });
+    const table = new NeighbourTable({ file, read, now: () => 0, timeoutMs: READ_WAIT_MS });
     const cbs = ['10.0.0.1', '10.0.0.2', '10.0.0.3', '::ffff:10.0.0.2'].map((a) => {
       const cb = jest.fn();
       table.lookup(a, cb);
@@ -95,7 +100,7 @@ describe('NeighbourTable', () => {
     writeFileSync(file, arp(['10.0.0.1', '02:00:00:00:00:01']));
     const { read, count } = countingRead();
     let t = 0;
-    const table = new NeighbourTable({ file, read, now: () => t });
+    const table = new NeighbourTable({ file, read, now: () => t, timeoutMs: READ_WAIT_MS });
     await lookup(table, '10.0.0.1');
     writeFileSync(file, arp(['10.0.0.1', '02:00:00:00:00:01'], ['10.0.0.2', '02:00:00:00:00:02']));
 
@@ -119,7 +124,7 @@ describe('NeighbourTable', () => {
   test('a read error answers null, and an unreadable file is not read once per lookup', async () => {
     const { read, count } = countingRead();
     let t = 0;
-    const table = new NeighbourTable({ file: join(tempDir(), 'missing'), read, now: () => t });
+    const table = new NeighbourTable({ file: join(tempDir(), 'missing'), read, now: () => t, timeoutMs: READ_WAIT_MS });
     await expect(lookup(table, '10.0.0.1')).resolves.toBeNull();
     t = 50;
     for (let i = 0; i < 100; i++) expect(table.lookupSync('10.0.0.1')).toBeNull();
@@ -133,7 +138,7 @@ describe('NeighbourTable', () => {
     const file = join(tempDir(), 'arp');
     writeFileSync(file, arp(['10.0.0.1', '02:00:00:00:00:01']));
     const { read, count } = countingRead();
-    const table = new NeighbourTable({ file, read, now: () => 0 });
+    const table = new NeighbourTable({ file, read, now: () => 0, timeoutMs: READ_WAIT_MS });
     for (const a of ['::1', 'fe80::1', '::ffff:10.0.0.300', 'not an address']) {
       const cb = jest.fn();
       table.lookup(a, cb);
@@ -236,7 +241,7 @@ describe('NeighbourTable on the kernel table', () => {
     await expect(tcpFrom(ns.name, ns.gatewayAddress, port)).resolves.toBe('');
     await expect(accepted).resolves.toBe(ns.clientAddress);
 
-    await expect(lookup(new NeighbourTable(), ns.clientAddress)).resolves.toBe(mac);
-    await expect(lookup(new NeighbourTable(), `::ffff:${ns.clientAddress}`)).resolves.toBe(mac);
+    await expect(lookup(new NeighbourTable({ timeoutMs: READ_WAIT_MS }), ns.clientAddress)).resolves.toBe(mac);
+    await expect(lookup(new NeighbourTable({ timeoutMs: READ_WAIT_MS }), `::ffff:${ns.clientAddress}`)).resolves.toBe(mac);
   });
 });
