@@ -240,6 +240,13 @@ ${hash ? `  - name: socks-password
 ` : ''}`;
 }
 
+/** Starts `mapgate run` on core 0 (as `name`) with the protocol config for ports `l`; returns the child. */
+function startMapgate(ctx, name, l, upstreamPort, hash) {
+  const conf = path.join(ctx.WORK, `${name}.yaml`);
+  fs.writeFileSync(conf, mapgateConfig(ctx, l, upstreamPort, hash));
+  return ctx.startProcess(name, process.execPath, [...ctx.mapgateNodeFlags(), ctx.CLI, 'run', '-c', conf], 0);
+}
+
 /** The hash of SOCKS_PASSWORD from `mapgate passwd`, or null (with the reason) when it does not exist. */
 function passwordHash(ctx) {
   try {
@@ -263,10 +270,7 @@ function socksServers(ctx, hash) {
     auth,
     available: () => (fs.existsSync(ctx.CLI) ? true : 'dist/cli.js missing: run npm run build'),
     start(l, up) {
-      const conf = path.join(ctx.WORK, 'mapgate-proto.yaml');
-      fs.writeFileSync(conf, mapgateConfig(ctx, l, up, hash));
-      const child = ctx.startProcess(name, process.execPath, [...ctx.mapgateNodeFlags(), ctx.CLI, 'run', '-c', conf], 0);
-      return { children: [child], port: l[service] };
+      return { children: [startMapgate(ctx, name, l, up, hash)], port: l[service] };
     },
   });
   const rows = [
@@ -427,9 +431,7 @@ function pairedServers(ctx, hash) {
     {
       key: 'mapgate',
       start(p, upPort) {
-        const conf = path.join(ctx.WORK, 'mapgate-paired.yaml');
-        fs.writeFileSync(conf, mapgateConfig(ctx, p, upPort, hash));
-        return ctx.startProcess('mapgate-paired', process.execPath, [...ctx.mapgateNodeFlags(), ctx.CLI, 'run', '-c', conf], 0);
+        return startMapgate(ctx, 'mapgate-paired', p, upPort, hash);
       },
     },
     {
